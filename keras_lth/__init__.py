@@ -1,0 +1,38 @@
+"""keras_lth: the Lottery Ticket Hypothesis for Keras 3.
+
+Make a model prunable with `mask_model`, find a winning ticket with the
+`LotteryTicket` callback in a plain `model.fit`, then `strip_masks` to get an
+ordinary Keras model back.
+"""
+
+from keras_lth import layers
+from keras_lth import pruning
+from keras_lth.callbacks import LotteryTicket
+from keras_lth.masking import get_masks
+from keras_lth.masking import mask_model
+from keras_lth.masking import set_masks
+from keras_lth.masking import sparsity
+from keras_lth.masking import strip_masks
+from keras_lth.pruning import prune
+from keras_lth.results import load_results
+from keras_lth.results import results_table
+from keras_lth.results import save_results_csv
+from keras_lth.results import save_results_json
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LotteryTicket",
+    "get_masks",
+    "layers",
+    "load_results",
+    "mask_model",
+    "prune",
+    "pruning",
+    "results_table",
+    "save_results_csv",
+    "save_results_json",
+    "set_masks",
+    "sparsity",
+    "strip_masks",
+]

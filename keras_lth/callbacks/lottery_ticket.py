@@ -1,0 +1,665 @@
+"""`LotteryTicket`: iterative magnitude pruning with rewinding in `model.fit`."""
+
+import copy
+import io
+import json
+import re
+import warnings
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_lth import pruning
+from keras_lth import results as results_lib
+from keras_lth._io import atomic_write
+from keras_lth.masking import get_masks
+from keras_lth.masking import get_prunable_weights
+from keras_lth.masking import prunable_layers
+from keras_lth.masking import prunable_tensors
+from keras_lth.masking import set_masks
+
+#: The paper prunes the output layer at half the rate of the hidden layers
+#: (for LeNet-300-100: 20% hidden, 10% output). `LotteryTicket` does the same
+#: by default for the last prunable layer, unless `layer_rates` names it.
+OUTPUT_LAYER_RATE_FACTOR = 0.5
+
+_STATE_VERSION = 1
+
+
+class LotteryTicket(keras.callbacks.Callback):
+    """Finds a winning ticket by iterative magnitude pruning (IMP) in one `fit`.
+
+    Frankle & Carbin (2019): train, prune the smallest-magnitude surviving
+    weights, rewind the survivors to their early values, and repeat. One
+    `model.fit(epochs=ticket.total_epochs)` runs every round:
+
+    * Round 0 trains the dense network for `epochs_per_round` epochs.
+    * At the end of round `r` (except the last), the callback records the
+      round's results, prunes, rewinds the surviving weights to the rewind
+      point, restores the non-trainable state (BatchNorm statistics, random
+      seed state) to that point, and restores the optimizer's moments and
+      iteration count too, so learning-rate schedules restart there.
+    * Round `r` then trains the ticket with `(1 - rate) ** r` of each tensor's
+      weights left (exactly, to within one weight).
+    * The last round's trained ticket is what the model holds when `fit`
+      returns.
+
+    The model must hold masked layers: see `keras_lth.mask_model`.
+
+    Args:
+        rounds: Number of training rounds, at least 1. There are
+            `rounds - 1` pruning steps.
+        epochs_per_round: Epochs of training in each round.
+        prune_rate: Fraction of the surviving weights pruned at each step, in
+            `(0, 1)`. Defaults to `0.2`.
+        strategy: `"layerwise"` (each tensor loses `prune_rate` of its
+            survivors), `"global"` (one magnitude threshold across all
+            prunable tensors) or `"random"` (the paper's random-pruning
+            control, with layerwise counts). Defaults to `"layerwise"`.
+        layer_rates: Optional dict `{layer_name: rate}` overriding
+            `prune_rate` for the named layers; `0` means never prune. By
+            default the last prunable layer (the output layer) is pruned at
+            half of `prune_rate`, as in the paper; name it here to change
+            that. With `strategy="global"` only `0` is accepted (to keep a
+            layer out of the ranking), and there is no output-layer default.
+        rewind: Where survivors go back to after each pruning step:
+            `"init"` (the weights at the start of training, the default),
+            an int `k` (the weights after `k` optimizer steps of round 0),
+            `"epoch:K"` (after `K` epochs of round 0), or `"reinit"` (the
+            paper's control: survivors are drawn afresh from each layer's
+            initializer, with a new seed every round).
+        monitor: Logged quantity whose best value in a round marks the
+            round's early-stopping point. Defaults to `"val_loss"`. If it is
+            never logged, a warning is given and `"loss"` is used.
+        mode: `"min"`, `"max"` or `"auto"` (max for accuracy-like names,
+            min otherwise). Defaults to `"auto"`.
+        seed: Seed for the `"random"` strategy and for `"reinit"`. Defaults
+            to a random seed, kept in `ticket.seed`.
+        verbose: `1` prints one line per finished round; `0` is silent.
+
+    Attributes:
+        results: A list with one dict per finished round:
+            `round`; `weights_remaining` (fraction of prunable weights kept);
+            `layers` (that fraction per prunable tensor); `best_epoch` (1 to
+            `epochs_per_round`: the epoch of the round where `monitor` was
+            best, the paper's early-stopping point); `best_step` (optimizer
+            steps taken in the round up to the end of that epoch); `best`
+            (every logged metric at that epoch); `final` (every logged metric
+            at the round's last epoch); `monitor`.
+        total_epochs: The `epochs=` to pass to `fit`.
+
+    Example:
+
+    ```python
+    model = keras_lth.mask_model(build_model())
+    model.compile(optimizer=keras.optimizers.Adam(1.2e-3),
+                  loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    ticket = keras_lth.LotteryTicket(rounds=8, epochs_per_round=5)
+    model.fit(x, y, validation_data=(xv, yv), epochs=ticket.total_epochs,
+              callbacks=[ticket])
+    print(ticket.results_table())
+    ```
+    """
+
+    def __init__(
+        self,
+        rounds,
+        epochs_per_round,
+        *,
+        prune_rate=0.2,
+        strategy="layerwise",
+        layer_rates=None,
+        rewind="init",
+        monitor="val_loss",
+        mode="auto",
+        seed=None,
+        verbose=1,
+    ):
+        super().__init__()
+        self.rounds = _check_count(rounds, "rounds")
+        self.epochs_per_round = _check_count(epochs_per_round, "epochs_per_round")
+        self.prune_rate = _check_prune_rate(prune_rate)
+        if strategy not in pruning.STRATEGIES:
+            raise ValueError(
+                f"Expected `strategy` to be one of {pruning.STRATEGIES}. "
+                f"Received: strategy={strategy!r}"
+            )
+        self.strategy = strategy
+        self.layer_rates = _check_layer_rates(layer_rates, strategy)
+        self.rewind = rewind
+        self._rewind_kind, self._rewind_at = _parse_rewind(rewind)
+        if self._rewind_kind == "epoch" and self._rewind_at > epochs_per_round:
+            raise ValueError(
+                f"The rewind point rewind={rewind!r} falls after round 0 ends "
+                f"(round 0 has epochs_per_round={epochs_per_round} epochs). "
+                f"Expected K <= {epochs_per_round}."
+            )
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(
+                f"Expected `mode` to be 'auto', 'min' or 'max'. Received: {mode!r}"
+            )
+        self.monitor = monitor
+        self.mode = mode
+        self.seed = int(np.random.default_rng().integers(2**31)) if seed is None else seed
+        self.verbose = verbose
+        if self._rewind_kind == "step" and self._rewind_at > 0:
+            # A mid-epoch rewind point needs a per-batch hook. Keras runs
+            # batch hooks asynchronously, with no host sync, only when no
+            # callback defines one, so it is attached only when needed.
+            self.on_train_batch_end = self._snapshot_at_step
+        self._reset()
+
+    @property
+    def total_epochs(self):
+        """The number of epochs to pass to `fit`: all rounds back to back."""
+        return self.rounds * self.epochs_per_round
+
+    # ---------------------------------------------------------------- state
+
+    def _reset(self):
+        self.results = []
+        self._snapshot = None  # {"model": [...], "optimizer": [...]}
+        self._initial_kept = None  # {tensor key: weights kept at the start}
+        self._history = []  # (epoch logs, optimizer steps) of this round
+        self._round_start_step = 0
+        self._epochs_done = 0
+        self._loaded = False
+        self._monitor_used = self.monitor
+
+    def __deepcopy__(self, memo):
+        # keras-tuner deep-copies callbacks for every trial. Copy everything
+        # but the model, which the next `fit` sets again.
+        clone = self.__class__.__new__(self.__class__)
+        memo[id(self)] = clone
+        for name, value in self.__dict__.items():
+            if name == "_model":
+                value = None
+            elif name == "on_train_batch_end":
+                value = clone._snapshot_at_step
+            else:
+                value = copy.deepcopy(value, memo)
+            setattr(clone, name, value)
+        return clone
+
+    # ------------------------------------------------------------ callbacks
+
+    def on_train_begin(self, logs=None):
+        epochs = self.params.get("epochs")
+        if epochs != self.total_epochs:
+            raise ValueError(
+                f"`model.fit` was called with epochs={epochs}, but this "
+                f"LotteryTicket runs {self.rounds} rounds of "
+                f"{self.epochs_per_round} epochs. Pass "
+                f"epochs=ticket.total_epochs ({self.total_epochs})."
+            )
+        tensors = prunable_tensors(self.model)
+        if not tensors:
+            raise ValueError(
+                f"Model '{self.model.name}' has no prunable layers. Make it "
+                "prunable with `keras_lth.mask_model(model)`, or build it from "
+                "`keras_lth.layers`."
+            )
+        self._rates = self._tensor_rates(tensors)
+        self._check_step_rewind()
+        optimizer = self.model.optimizer
+        if not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        if self._loaded:
+            return  # Resuming: the state came from `load_state`.
+        self._reset()
+        self._initial_kept = {
+            key: int(np.sum(mask)) for key, mask in get_masks(self.model).items()
+        }
+        if self._rewind_at == 0:
+            self._snapshot = self._take_snapshot()
+        self._round_start_step = self._optimizer_step()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch != self._epochs_done:
+            raise ValueError(
+                f"`fit` starts at epoch {epoch}, but this LotteryTicket has "
+                f"finished {self._epochs_done} epochs. Pass "
+                f"initial_epoch={self._epochs_done} to `fit` when resuming "
+                "(0 for a new run, after which the state is reset)."
+            )
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        self._epochs_done = epoch + 1
+        self._history.append((logs, self._optimizer_step() - self._round_start_step))
+        if self._rewind_kind == "epoch" and epoch + 1 == self._rewind_at:
+            self._snapshot = self._take_snapshot()
+        if (epoch + 1) % self.epochs_per_round:
+            return
+        round_index = epoch // self.epochs_per_round
+        self.results.append(self._round_results(round_index))
+        if self.verbose:
+            print(self._round_line(self.results[-1]))
+        if round_index + 1 < self.rounds:
+            self._next_round(round_index + 1)
+
+    def on_train_end(self, logs=None):
+        self._loaded = False
+
+    def _snapshot_at_step(self, batch, logs=None):
+        if self._snapshot is not None or self._epochs_done >= self.epochs_per_round:
+            return
+        steps = self.params.get("steps")
+        if steps is None:
+            done = self._optimizer_step(sync=True)
+        else:
+            done = self._epochs_done * steps + batch + 1
+        if done == self._rewind_at:
+            self._snapshot = self._take_snapshot(sync=True)
+        elif done > self._rewind_at:
+            raise ValueError(
+                f"Training passed step {self._rewind_at} (rewind={self.rewind!r}) "
+                f"without stopping there: it is now at step {done}. With "
+                "`steps_per_execution` > 1, choose a rewind step that is a "
+                "multiple of it."
+            )
+
+    # ------------------------------------------------------------- rounds
+
+    def _round_results(self, round_index):
+        monitor, better = self._monitor_and_order()
+        values = [logs.get(monitor) for logs, _ in self._history]
+        best_index = 0
+        for i, value in enumerate(values):
+            if value is not None and better(value, values[best_index]):
+                best_index = i
+        masks = get_masks(self.model)
+        kept = sum(float(np.sum(m)) for m in masks.values())
+        total = sum(m.size for m in masks.values())
+        best_logs, best_step = self._history[best_index]
+        return {
+            "round": round_index,
+            "weights_remaining": kept / total,
+            "layers": {k: float(np.mean(m)) for k, m in masks.items()},
+            "best_epoch": best_index + 1,
+            "best_step": int(best_step),
+            "best": _plain(best_logs),
+            "final": _plain(self._history[-1][0]),
+            "monitor": monitor,
+        }
+
+    def _next_round(self, round_index):
+        if self._snapshot is None:
+            raise ValueError(
+                f"Round 0 ended before reaching the rewind point "
+                f"rewind={self.rewind!r}: it ran {self._optimizer_step()} "
+                "optimizer steps. Choose an earlier rewind point."
+            )
+        self._prune(round_index)
+        self._restore_snapshot(round_index)
+        self._history = []
+        self._round_start_step = self._optimizer_step()
+
+    def _prune(self, step):
+        """Pruning step `step` (1-based): cumulative targets, exact counts."""
+        masks = get_masks(self.model)
+        weights = get_prunable_weights(self.model)
+        if self.strategy == "global":
+            included = {k: m for k, m in masks.items() if self._rates[k] > 0}
+            start = sum(self._initial_kept[k] for k in included)
+            target = _target(start, self.prune_rate, step)
+            alive = sum(int(np.sum(m)) for m in included.values())
+            rate = (alive - target) / alive if alive else 0.0
+            new = pruning.prune_global(weights, included, max(rate, 0.0))
+        else:
+            rates = {}
+            for key, mask in masks.items():
+                alive = int(np.sum(mask))
+                target = _target(self._initial_kept[key], self._rates[key], step)
+                rates[key] = max(alive - target, 0) / alive if alive else 0.0
+            new = pruning.prune(
+                weights,
+                masks,
+                rates,
+                strategy=self.strategy,
+                seed=[self.seed, step],
+            )
+        set_masks(self.model, new)
+
+    # ---------------------------------------------------- snapshot/restore
+
+    def _take_snapshot(self, sync=False):
+        if sync:
+            _sync_backend_state(self.model)
+        return {
+            "model": [ops.convert_to_numpy(v) for v in self._model_state()],
+            "optimizer": [
+                ops.convert_to_numpy(v) for v in self.model.optimizer.variables
+            ],
+        }
+
+    def _restore_snapshot(self, round_index):
+        state = self._model_state()
+        for variable, value in zip(state, self._snapshot["model"]):
+            variable.assign(value)
+        if self._rewind_kind == "reinit":
+            self._reinitialize(round_index)
+        for variable, value in zip(
+            self.model.optimizer.variables, self._snapshot["optimizer"]
+        ):
+            variable.assign(value)
+        # Pruned entries are stored as zeros, like `set_masks` leaves them.
+        set_masks(self.model, get_masks(self.model))
+
+    def _reinitialize(self, round_index):
+        for i, (key, (layer, name)) in enumerate(
+            prunable_tensors(self.model).items()
+        ):
+            variable = layer.prunable_variable(name)
+            initializer = _reseeded(
+                layer.initializer_for(name), [self.seed, round_index, i]
+            )
+            variable.assign(initializer(variable.shape, dtype=variable.dtype))
+
+    def _model_state(self):
+        """Every model variable but the masks, in a stable order."""
+        masks = {
+            id(layer.mask_variable(name))
+            for layer in prunable_layers(self.model)
+            for name in layer.prunable_weight_names
+        }
+        return [v for v in self.model.variables if id(v) not in masks]
+
+    # ------------------------------------------------------------ helpers
+
+    def _tensor_rates(self, tensors):
+        layer_names = {layer.name for layer, _ in tensors.values()}
+        unknown = sorted(set(self.layer_rates) - layer_names)
+        if unknown:
+            raise ValueError(
+                f"`layer_rates` names layers that are not prunable: {unknown}. "
+                f"Prunable layers: {sorted(layer_names)}"
+            )
+        layer_rates = dict(self.layer_rates)
+        if self.strategy != "global":
+            output_layer = list(tensors.values())[-1][0].name
+            layer_rates.setdefault(
+                output_layer, self.prune_rate * OUTPUT_LAYER_RATE_FACTOR
+            )
+        return {
+            key: layer_rates.get(layer.name, self.prune_rate)
+            for key, (layer, _) in tensors.items()
+        }
+
+    def _check_step_rewind(self):
+        if self._rewind_kind != "step":
+            return
+        steps = self.params.get("steps")
+        if steps is not None and self._rewind_at > steps * self.epochs_per_round:
+            raise ValueError(
+                f"The rewind point rewind={self.rewind!r} falls after round 0 "
+                f"ends: round 0 runs {steps * self.epochs_per_round} steps "
+                f"({self.epochs_per_round} epochs of {steps} steps)."
+            )
+        per_execution = int(getattr(self.model, "steps_per_execution", 1) or 1)
+        if self._rewind_at % per_execution:
+            raise ValueError(
+                f"rewind={self.rewind!r} is not a multiple of the model's "
+                f"steps_per_execution={per_execution}, so training never stops "
+                "there. Choose a multiple of it."
+            )
+
+    def _monitor_and_order(self):
+        logs = self._history[0][0]
+        if self._monitor_used not in logs:
+            warnings.warn(
+                f"LotteryTicket: monitor={self.monitor!r} is not in the logs "
+                f"(available: {sorted(logs)}); using 'loss' instead.",
+                stacklevel=2,
+            )
+            self._monitor_used = "loss"
+        monitor = self._monitor_used
+        mode = self.mode
+        if mode == "auto" or monitor != self.monitor:
+            maximize = any(w in monitor for w in ("acc", "auc", "precision", "recall"))
+            mode = "max" if maximize and monitor != "loss" else "min"
+        if mode == "max":
+            return monitor, lambda a, b: a > b
+        return monitor, lambda a, b: a < b
+
+    def _optimizer_step(self, sync=False):
+        if sync:
+            _sync_backend_state(self.model)
+        return int(ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def _round_line(self, row):
+        best = row["best"].get(row["monitor"])
+        best = f"{best:.4f}" if isinstance(best, float) else best
+        return (
+            f"LotteryTicket: round {row['round'] + 1}/{self.rounds}, "
+            f"{100 * row['weights_remaining']:.1f}% of weights remaining, "
+            f"best {row['monitor']} {best} at epoch {row['best_epoch']} "
+            f"(step {row['best_step']})"
+        )
+
+    # -------------------------------------------------------- reports, I/O
+
+    def results_table(self):
+        """Returns `results` as a readable text table."""
+        return results_lib.results_table(self.results)
+
+    def save_results_json(self, path):
+        """Writes `results` to `path` as JSON, atomically."""
+        results_lib.save_results_json(self.results, path)
+
+    def save_results_csv(self, path):
+        """Writes `results` to `path` as CSV, atomically."""
+        results_lib.save_results_csv(self.results, path)
+
+    def save_state(self, path):
+        """Saves the run state needed to continue IMP, atomically.
+
+        The state holds the settings, the finished rounds' results, the
+        rewind point (weights and optimizer state), the current round's
+        epoch logs and the initial weight counts. The model itself (weights,
+        masks, optimizer) is saved separately with `model.save(...)`.
+
+        To continue, load both and call `fit` from where the run stopped:
+
+        ```python
+        model = keras.models.load_model("ticket.keras")
+        ticket = keras_lth.LotteryTicket(...same arguments...)
+        ticket.load_state("ticket_state.npz")
+        model.fit(..., initial_epoch=ticket.epochs_done,
+                  epochs=ticket.total_epochs, callbacks=[ticket])
+        ```
+        """
+        if self._initial_kept is None:
+            raise ValueError("There is no run state to save: call `fit` first.")
+        meta = {
+            "version": _STATE_VERSION,
+            "config": self._config(),
+            "results": self.results,
+            "history": [[_plain(logs), step] for logs, step in self._history],
+            "epochs_done": self._epochs_done,
+            "round_start_step": self._round_start_step,
+            "initial_kept": self._initial_kept,
+            "monitor_used": self._monitor_used,
+        }
+        arrays = {"meta": np.array(json.dumps(meta))}
+        if self._snapshot is not None:
+            for part in ("model", "optimizer"):
+                for i, value in enumerate(self._snapshot[part]):
+                    arrays[f"{part}_{i}"] = value
+
+        def write(f):
+            buffer = io.BytesIO()
+            np.savez(buffer, **arrays)
+            f.write(buffer.getvalue())
+
+        atomic_write(path, write)
+
+    def load_state(self, path):
+        """Loads a state written by `save_state`; `fit` then continues it.
+
+        Raises:
+            ValueError: If the file is not a LotteryTicket state, or was saved
+                with other settings than this callback's.
+        """
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                arrays = {k: data[k] for k in data.files if k != "meta"}
+        except (OSError, ValueError, KeyError) as e:
+            raise ValueError(
+                f"Cannot read a LotteryTicket state from '{path}': {e}"
+            ) from e
+        if meta.get("version") != _STATE_VERSION:
+            raise ValueError(
+                f"'{path}' holds state version {meta.get('version')!r}; "
+                f"expected {_STATE_VERSION}."
+            )
+        saved = meta["config"]
+        if saved != self._config():
+            diff = {
+                k: (saved.get(k), v)
+                for k, v in self._config().items()
+                if saved.get(k) != v
+            }
+            raise ValueError(
+                f"The state in '{path}' was saved with other settings. "
+                f"Mismatch (saved, this callback): {diff}"
+            )
+        self._reset()
+        self.results = meta["results"]
+        self._history = [(logs, step) for logs, step in meta["history"]]
+        self._epochs_done = meta["epochs_done"]
+        self._round_start_step = meta["round_start_step"]
+        self._initial_kept = meta["initial_kept"]
+        self._monitor_used = meta["monitor_used"]
+        if arrays:
+            self._snapshot = {
+                part: [
+                    arrays[f"{part}_{i}"]
+                    for i in range(sum(k.startswith(part + "_") for k in arrays))
+                ]
+                for part in ("model", "optimizer")
+            }
+        self._loaded = True
+
+    @property
+    def epochs_done(self):
+        """Epochs finished so far: the `initial_epoch` to resume `fit` from."""
+        return self._epochs_done
+
+    def _config(self):
+        return {
+            "rounds": self.rounds,
+            "epochs_per_round": self.epochs_per_round,
+            "prune_rate": self.prune_rate,
+            "strategy": self.strategy,
+            "layer_rates": self.layer_rates,
+            "rewind": self.rewind,
+            "monitor": self.monitor,
+            "mode": self.mode,
+            "seed": self.seed,
+        }
+
+
+def _target(start, rate, step):
+    """Weights a tensor keeps after `step` pruning steps at `rate`."""
+    return int(np.floor(start * (1.0 - rate) ** step + 0.5))
+
+
+def _reseeded(initializer, seed):
+    config = initializer.get_config()
+    if "seed" not in config:
+        return initializer  # Deterministic initializers (zeros, ones, ...).
+    config["seed"] = int(np.random.default_rng(seed).integers(2**31))
+    return initializer.__class__.from_config(config)
+
+
+def _sync_backend_state(model):
+    # The JAX trainer keeps the live state outside the variables during an
+    # epoch; other backends update the variables in place.
+    if hasattr(model, "jax_state_sync"):
+        model.jax_state_sync()
+
+
+def _plain(logs):
+    return {k: float(v) for k, v in logs.items() if np.ndim(v) == 0}
+
+
+def _check_count(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(
+            f"Expected `{name}` to be an int. Received: {name}={value!r} "
+            f"of type {type(value).__name__}"
+        )
+    if value < 1:
+        raise ValueError(f"Expected `{name}` >= 1. Received: {name}={value}")
+    return int(value)
+
+
+def _check_prune_rate(rate):
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+        raise TypeError(
+            "Expected `prune_rate` to be a float. "
+            f"Received: prune_rate={rate!r} of type {type(rate).__name__}"
+        )
+    if not 0.0 < rate < 1.0:
+        raise ValueError(
+            f"Expected `prune_rate` in the open interval (0, 1). "
+            f"Received: prune_rate={rate}"
+        )
+    return float(rate)
+
+
+def _check_layer_rates(layer_rates, strategy):
+    if layer_rates is None:
+        return {}
+    if not isinstance(layer_rates, dict):
+        raise TypeError(
+            "Expected `layer_rates` to be a dict {layer_name: rate}. "
+            f"Received: {layer_rates!r}"
+        )
+    for name, rate in layer_rates.items():
+        if not isinstance(name, str):
+            raise TypeError(
+                f"Expected layer names as `layer_rates` keys. Received: {name!r}"
+            )
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+            raise TypeError(
+                f"Expected a float rate for layer '{name}'. Received: {rate!r}"
+            )
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(
+                f"Expected the rate for layer '{name}' in [0, 1), where 0 "
+                f"means never prune. Received: {rate}"
+            )
+        if strategy == "global" and rate != 0:
+            raise ValueError(
+                "With strategy='global' one threshold prunes every layer, so "
+                "`layer_rates` can only hold 0 (never prune a layer). Received "
+                f"{{'{name}': {rate}}}. Use strategy='layerwise' for per-layer "
+                "rates."
+            )
+    return {name: float(rate) for name, rate in layer_rates.items()}
+
+
+def _parse_rewind(rewind):
+    """Returns `(kind, at)`: ("init", 0), ("reinit", 0), ("step", k) or
+    ("epoch", K)."""
+    if rewind in ("init", "reinit"):
+        return rewind, 0
+    if isinstance(rewind, (int, np.integer)) and not isinstance(rewind, bool):
+        if rewind < 0:
+            raise ValueError(
+                f"Expected a rewind step >= 0. Received: rewind={rewind}"
+            )
+        return "step", int(rewind)
+    if isinstance(rewind, str):
+        match = re.fullmatch(r"epoch:(\d+)", rewind)
+        if match:
+            return "epoch", int(match.group(1))
+    raise ValueError(
+        "Expected `rewind` to be 'init', 'reinit', an int number of optimizer "
+        f"steps, or 'epoch:K'. Received: rewind={rewind!r}"
+    )

@@ -1,0 +1,49 @@
+"""Prunable twins of the stock Keras layers.
+
+Each `Masked*` class subclasses the stock layer of the same name, takes the
+same arguments, and carries one non-trainable mask per prunable weight.
+Biases and normalization layers stay dense. Use them directly to build a
+prunable model (including a subclassed one), or let `keras_lth.mask_model`
+swap them into an existing Sequential or Functional model.
+"""
+
+from keras_lth.layers.base import MaskedLayer
+from keras_lth.layers.base import stock_class
+from keras_lth.layers.convolutional import MaskedConv1D
+from keras_lth.layers.convolutional import MaskedConv1DTranspose
+from keras_lth.layers.convolutional import MaskedConv2D
+from keras_lth.layers.convolutional import MaskedConv2DTranspose
+from keras_lth.layers.convolutional import MaskedConv3D
+from keras_lth.layers.convolutional import MaskedConv3DTranspose
+from keras_lth.layers.convolutional import MaskedDepthwiseConv1D
+from keras_lth.layers.convolutional import MaskedDepthwiseConv2D
+from keras_lth.layers.convolutional import MaskedSeparableConv1D
+from keras_lth.layers.convolutional import MaskedSeparableConv2D
+from keras_lth.layers.dense import MaskedDense
+from keras_lth.layers.dense import MaskedEinsumDense
+from keras_lth.layers.embedding import MaskedEmbedding
+
+MASKED_LAYERS = (
+    MaskedDense,
+    MaskedEinsumDense,
+    MaskedConv1D,
+    MaskedConv2D,
+    MaskedConv3D,
+    MaskedConv1DTranspose,
+    MaskedConv2DTranspose,
+    MaskedConv3DTranspose,
+    MaskedDepthwiseConv1D,
+    MaskedDepthwiseConv2D,
+    MaskedSeparableConv1D,
+    MaskedSeparableConv2D,
+    MaskedEmbedding,
+)
+
+#: Maps each supported stock Keras layer class to its masked twin.
+MASKED_TWINS = {stock_class(cls): cls for cls in MASKED_LAYERS}
+
+__all__ = [
+    "MASKED_TWINS",
+    "MaskedLayer",
+    *(cls.__name__ for cls in MASKED_LAYERS),
+]

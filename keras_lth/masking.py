@@ -1,0 +1,235 @@
+"""Turning a model prunable and back: `mask_model`, `strip_masks`, `sparsity`."""
+
+import keras
+import numpy as np
+from keras import ops
+
+# `clone_model` accepts a `clone_function` for exactly these two kinds of
+# model; Keras exposes no public name for the functional class.
+from keras.src.models.functional import Functional
+
+from keras_lth.layers import MASKED_TWINS
+from keras_lth.layers import MaskedLayer
+from keras_lth.layers import stock_class
+
+
+def mask_model(model, *, layers=None):
+    """Returns a prunable copy of a Sequential or Functional model.
+
+    Every supported stock layer (see `keras_lth.layers.MASKED_TWINS`),
+    including those inside nested Sequential or Functional models, is replaced
+    by its masked twin. Layer names are kept and all weights are copied, so the
+    copy computes exactly what `model` computes; its masks start at all ones.
+    The copy is not compiled.
+
+    Args:
+        model: A `keras.Sequential` or Functional `keras.Model`. Subclassed
+            models cannot be cloned: build them from `keras_lth.layers`
+            directly.
+        layers: Which supported layers become prunable. `None` (the default)
+            selects all of them. Otherwise a layer name, a layer class, a list
+            mixing names and classes, or a predicate `layer -> bool`.
+
+    Returns:
+        The prunable copy.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((784,)),
+    ...                           keras.layers.Dense(300, activation="relu"),
+    ...                           keras.layers.Dense(10)])
+    >>> masked = mask_model(model)
+    >>> sorted(sparsity(masked)["layers"])
+    ['dense/kernel', 'dense_1/kernel']
+    """
+    _check_cloneable(model, "mask_model")
+    select = _selector(layers)
+
+    def clone(layer):
+        twin = MASKED_TWINS.get(type(layer))
+        if twin is not None and select(layer):
+            return twin.from_config(layer.get_config())
+        return layer.__class__.from_config(layer.get_config())
+
+    masked = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    _copy_weights(model, masked)
+    if not list(prunable_layers(masked)):
+        raise ValueError(
+            f"`mask_model` found no layer to make prunable in model "
+            f"'{model.name}' with layers={layers!r}. Supported layers: "
+            f"{sorted(cls.__name__ for cls in MASKED_TWINS)}"
+        )
+    return masked
+
+
+def strip_masks(model):
+    """Returns an ordinary Keras model with every mask baked into its weight.
+
+    Each masked layer becomes its stock Keras layer, holding `weight * mask`:
+    pruned entries are exactly `0.0` and the outputs equal the masked model's.
+    Use it before exporting or deploying a ticket.
+
+    Args:
+        model: A Sequential or Functional model with masked layers.
+
+    Returns:
+        An uncompiled copy made of stock Keras layers only.
+    """
+    _check_cloneable(model, "strip_masks")
+
+    def clone(layer):
+        cls = stock_class(type(layer)) if isinstance(layer, MaskedLayer) else None
+        return (cls or layer.__class__).from_config(layer.get_config())
+
+    plain = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    _copy_weights(model, plain, bake_masks=True)
+    return plain
+
+
+def sparsity(model):
+    """Reports the fraction of prunable weights that are pruned.
+
+    Args:
+        model: A model (or layer) containing masked layers.
+
+    Returns:
+        A dict `{"global": float, "layers": {"<layer>/<weight>": float}}`:
+        the pruned fraction over all prunable weights, and per weight tensor.
+    """
+    masks = get_masks(model)
+    if not masks:
+        raise ValueError(
+            f"Model '{model.name}' has no masked layers. "
+            "Make it prunable first with `keras_lth.mask_model(model)`."
+        )
+    pruned = {key: float(np.sum(mask == 0)) for key, mask in masks.items()}
+    total = sum(mask.size for mask in masks.values())
+    return {
+        "global": sum(pruned.values()) / total,
+        "layers": {key: pruned[key] / masks[key].size for key in masks},
+    }
+
+
+def prunable_layers(model):
+    """Yields the masked layers of `model`, nested models included, in order."""
+    for layer in _walk(model):
+        if isinstance(layer, MaskedLayer):
+            yield layer
+
+
+def prunable_tensors(model):
+    """Returns `{"<layer>/<weight>": (layer, weight_name)}` for a model."""
+    tensors = {}
+    for layer in prunable_layers(model):
+        for name in layer.prunable_weight_names:
+            key = f"{layer.name}/{name}"
+            if key in tensors:
+                raise ValueError(
+                    f"Two masked layers are named '{layer.name}'. Layer names "
+                    "must be unique across the model and its nested models, "
+                    "since pruning rates and results are keyed by them."
+                )
+            tensors[key] = (layer, name)
+    return tensors
+
+
+def get_masks(model):
+    """Returns `{"<layer>/<weight>": mask}` as numpy arrays."""
+    return {
+        key: ops.convert_to_numpy(layer.mask_variable(name))
+        for key, (layer, name) in prunable_tensors(model).items()
+    }
+
+
+def get_prunable_weights(model):
+    """Returns `{"<layer>/<weight>": weights}` as numpy arrays."""
+    return {
+        key: ops.convert_to_numpy(layer.prunable_variable(name))
+        for key, (layer, name) in prunable_tensors(model).items()
+    }
+
+
+def set_masks(model, masks):
+    """Assigns masks, keyed like `get_masks`, and zeroes the pruned weights.
+
+    Zeroing the stored weights is not needed for correctness (the mask is
+    applied in `call`), but keeps stored and effective weights equal.
+    """
+    tensors = prunable_tensors(model)
+    unknown = [key for key in masks if key not in tensors]
+    if unknown:
+        raise ValueError(
+            f"No masked weight is keyed {unknown}. Known keys: {list(tensors)}"
+        )
+    for key, mask in masks.items():
+        layer, name = tensors[key]
+        mask_variable = layer.mask_variable(name)
+        mask_variable.assign(ops.cast(mask, mask_variable.dtype))
+        weight = layer.prunable_variable(name)
+        weight.assign(ops.multiply(weight, ops.cast(mask, weight.dtype)))
+
+
+def _walk(layer):
+    for child in getattr(layer, "layers", ()):
+        yield child
+        yield from _walk(child)
+
+
+def _check_cloneable(model, caller):
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"`{caller}` expects a `keras.Model`. Received: {model!r} "
+            f"of type {type(model).__name__}"
+        )
+    if not isinstance(model, (keras.Sequential, Functional)):
+        raise ValueError(
+            f"`{caller}` can only clone Sequential and Functional models. "
+            f"Received a subclassed model of type {type(model).__name__}. "
+            "Build it from the prunable layers in `keras_lth.layers` instead "
+            "(for example `keras_lth.layers.MaskedDense` in place of "
+            "`keras.layers.Dense`); the rest of keras_lth works on it as is."
+        )
+
+
+def _selector(layers):
+    if layers is None:
+        return lambda layer: True
+    if callable(layers) and not isinstance(layers, type):
+        return layers
+    items = layers if isinstance(layers, (list, tuple, set)) else [layers]
+    names = {item for item in items if isinstance(item, str)}
+    classes = tuple(item for item in items if isinstance(item, type))
+    if len(names) + len(classes) != len(items):
+        raise TypeError(
+            "Expected `layers` to be None, a layer name, a layer class, a list "
+            f"of names and classes, or a predicate. Received: {layers!r}"
+        )
+    return lambda layer: layer.name in names or isinstance(layer, classes)
+
+
+def _copy_weights(source, target, bake_masks=False):
+    """Copies the variables of `source`'s layers into their clones in `target`."""
+    for src, dst in zip(_walk(source), _walk(target)):
+        if src.name != dst.name:
+            raise RuntimeError(
+                f"Cloned layer '{dst.name}' does not line up with '{src.name}'."
+            )
+        if hasattr(src, "layers"):
+            continue  # A nested model: its own layers are walked next.
+        if not (isinstance(src, MaskedLayer) or isinstance(dst, MaskedLayer)):
+            dst.set_weights(src.get_weights())
+            continue
+        # A masked layer on either side: its variables have unique names.
+        dst_vars = {v.name: v for v in dst.weights}
+        for variable in src.weights:
+            if variable.name not in dst_vars:
+                if bake_masks and variable.name.endswith("_mask"):
+                    continue
+                raise RuntimeError(
+                    f"Cloned layer '{dst.name}' has no variable "
+                    f"'{variable.name}'."
+                )
+            value = variable
+            if bake_masks and variable.name in src.prunable_weight_names:
+                value = ops.multiply(variable, src.mask_variable(variable.name))
+            dst_vars[variable.name].assign(value)

@@ -1,0 +1,87 @@
+"""Reading and writing IMP results: one dict per round."""
+
+import csv
+import io
+import json
+
+from keras_lth._io import atomic_write_text
+
+
+def results_table(results):
+    """Formats IMP results as a plain-text table, one row per round.
+
+    Args:
+        results: The list of round dicts in `LotteryTicket.results`.
+
+    Returns:
+        The table as a string. Columns: round, weights remaining, the epoch
+        and step where the monitored metric was best, then every metric
+        logged at that epoch.
+    """
+    if not results:
+        return "(no finished rounds)"
+    metrics = _metric_names(results)
+    header = ["round", "remaining", "best_epoch", "best_step", *metrics]
+    rows = [
+        [
+            str(row["round"]),
+            f"{100 * row['weights_remaining']:.2f}%",
+            str(row["best_epoch"]),
+            str(row["best_step"]),
+            *(_format(row["best"].get(name)) for name in metrics),
+        ]
+        for row in results
+    ]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)
+
+
+def save_results_json(results, path):
+    """Writes the results to `path` as JSON, atomically."""
+    atomic_write_text(path, json.dumps(results, indent=2) + "\n")
+
+
+def save_results_csv(results, path):
+    """Writes the results to `path` as CSV, one row per round, atomically.
+
+    Columns: `round`, `weights_remaining`, `best_epoch`, `best_step`, then
+    `best_<metric>` and `final_<metric>` for every logged metric.
+    """
+    metrics = _metric_names(results)
+    header = ["round", "weights_remaining", "best_epoch", "best_step"]
+    header += [f"best_{m}" for m in metrics] + [f"final_{m}" for m in metrics]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for row in results:
+        writer.writerow(
+            [row["round"], row["weights_remaining"], row["best_epoch"]]
+            + [row["best_step"]]
+            + [row["best"].get(m, "") for m in metrics]
+            + [row["final"].get(m, "") for m in metrics]
+        )
+    atomic_write_text(path, buffer.getvalue())
+
+
+def load_results(path):
+    """Reads results written by `save_results_json`."""
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _metric_names(results):
+    names = []
+    for row in results:
+        for name in row["best"]:
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def _format(value):
+    if value is None:
+        return ""
+    return f"{value:.4f}" if isinstance(value, float) else str(value)

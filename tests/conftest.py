@@ -1,0 +1,54 @@
+"""Shared helpers for the keras_lth tests."""
+
+import gzip
+import os
+import pathlib
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+MNIST_DIR = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+
+@pytest.fixture
+def digits():
+    """scikit-learn's bundled 8x8 digits: (x_train, y_train, x_val, y_val).
+
+    1,437 training and 360 validation images, flattened to 64 floats in
+    [0, 1]. Always available offline.
+    """
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = (data.data / 16.0).astype("float32")
+    y = data.target.astype("int32")
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(x))
+    x, y = x[order], y[order]
+    return x[:1437], y[:1437], x[1437:], y[1437:]
+
+
+@pytest.fixture
+def mnist_test_set():
+    """The official MNIST test set from ../shared/data/mnist, or a skip."""
+    images = MNIST_DIR / "t10k-images-idx3-ubyte.gz"
+    labels = MNIST_DIR / "t10k-labels-idx1-ubyte.gz"
+    if not (images.exists() and labels.exists()):
+        pytest.skip(f"MNIST test set not found in {MNIST_DIR}")
+    with gzip.open(images) as f:
+        x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
+    with gzip.open(labels) as f:
+        y = np.frombuffer(f.read(), np.uint8, offset=8)
+    return x.astype("float32") / 255.0, y.astype("int32")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_state():
+    """Every test starts from a clean Keras session and fixed seeds."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(1234)
+    yield
+    keras.mixed_precision.set_global_policy("float32")
