@@ -7,6 +7,7 @@ ordinary Keras model back.
 
 from keras_lth import layers
 from keras_lth import pruning
+from keras_lth._io import save_model
 from keras_lth.callbacks import LotteryTicket
 from keras_lth.masking import get_masks
 from keras_lth.masking import mask_model
@@ -31,6 +32,7 @@ __all__ = [
     "pruning",
     "results_table",
     "save_results_csv",
+    "save_model",
     "save_results_json",
     "set_masks",
     "sparsity",

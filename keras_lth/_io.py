@@ -34,3 +34,32 @@ def atomic_write(path, write):
 def atomic_write_text(path, text):
     """Writes `text` (UTF-8) to `path` atomically."""
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def save_model(model, path, **kwargs):
+    """Saves `model` like `model.save(path)`, but atomically.
+
+    Keras writes a `.keras` file in place, so a crash mid-save would leave a
+    torn file where the previous good one was. This saves into a temporary
+    file beside `path`, then renames it over `path`.
+
+    Args:
+        model: The Keras model to save.
+        path: Destination, ending in `.keras` (or `.h5`).
+        **kwargs: Passed on to `model.save`.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    suffix = os.path.splitext(path)[1]
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{os.path.basename(path)}.", suffix=suffix, dir=folder
+    )
+    os.close(fd)
+    try:
+        model.save(tmp, **kwargs)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

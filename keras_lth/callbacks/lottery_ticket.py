@@ -167,6 +167,7 @@ class LotteryTicket(keras.callbacks.Callback):
         self._epochs_done = 0
         self._loaded = False
         self._monitor_used = self.monitor
+        self._pending_line = None
 
     def __deepcopy__(self, memo):
         # keras-tuner deep-copies callbacks for every trial. Copy everything
@@ -217,6 +218,7 @@ class LotteryTicket(keras.callbacks.Callback):
         self._round_start_step = self._optimizer_step()
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._print_pending_line()
         if epoch != self._epochs_done:
             raise ValueError(
                 f"`fit` starts at epoch {epoch}, but this LotteryTicket has "
@@ -236,12 +238,20 @@ class LotteryTicket(keras.callbacks.Callback):
         round_index = epoch // self.epochs_per_round
         self.results.append(self._round_results(round_index))
         if self.verbose:
-            print(self._round_line(self.results[-1]))
+            # Printed when the next epoch begins or training ends, so the
+            # line lands after the progress bar's line for this epoch.
+            self._pending_line = self._round_line(self.results[-1])
         if round_index + 1 < self.rounds:
             self._next_round(round_index + 1)
 
     def on_train_end(self, logs=None):
+        self._print_pending_line()
         self._loaded = False
+
+    def _print_pending_line(self):
+        if self._pending_line:
+            print(self._pending_line)
+            self._pending_line = None
 
     def _snapshot_at_step(self, batch, logs=None):
         if self._snapshot is not None or self._epochs_done >= self.epochs_per_round:
