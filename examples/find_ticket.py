@@ -134,7 +134,7 @@ def main(argv=None):
     print()
     print(f"Sparsity of the final ticket: {lth.sparsity(model)['global']:.1%}")
     print(f"Test accuracy of the final ticket: {test_accuracy:.4f}")
-    print(f"Wrote results.json, results.csv, ticket.keras, ticket_plain.keras to {output}/")
+    print(f"Wrote results.json, results.csv and two .keras files to {output}/")
     return 0
 
 

@@ -209,7 +209,7 @@ def _selector(layers):
 
 def _copy_weights(source, target, bake_masks=False):
     """Copies the variables of `source`'s layers into their clones in `target`."""
-    for src, dst in zip(_walk(source), _walk(target)):
+    for src, dst in zip(_walk(source), _walk(target), strict=True):
         if src.name != dst.name:
             raise RuntimeError(
                 f"Cloned layer '{dst.name}' does not line up with '{src.name}'."
@@ -226,8 +226,7 @@ def _copy_weights(source, target, bake_masks=False):
                 if bake_masks and variable.name.endswith("_mask"):
                     continue
                 raise RuntimeError(
-                    f"Cloned layer '{dst.name}' has no variable "
-                    f"'{variable.name}'."
+                    f"Cloned layer '{dst.name}' has no variable '{variable.name}'."
                 )
             value = variable
             if bake_masks and variable.name in src.prunable_weight_names:

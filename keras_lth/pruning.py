@@ -200,9 +200,7 @@ def _check_rate(rate, what):
             f"of type {type(rate).__name__}"
         )
     if not 0.0 <= rate <= 1.0:
-        raise ValueError(
-            f"Expected {what} to be in [0, 1]. Received: {rate!r}"
-        )
+        raise ValueError(f"Expected {what} to be in [0, 1]. Received: {rate!r}")
 
 
 def _count(rate, surviving):

@@ -142,7 +142,9 @@ class LotteryTicket(keras.callbacks.Callback):
             )
         self.monitor = monitor
         self.mode = mode
-        self.seed = int(np.random.default_rng().integers(2**31)) if seed is None else seed
+        self.seed = (
+            int(np.random.default_rng().integers(2**31)) if seed is None else seed
+        )
         self.verbose = verbose
         if self._rewind_kind == "step" and self._rewind_at > 0:
             # A mid-epoch rewind point needs a per-batch hook. Keras runs
@@ -347,21 +349,19 @@ class LotteryTicket(keras.callbacks.Callback):
 
     def _restore_snapshot(self, round_index):
         state = self._model_state()
-        for variable, value in zip(state, self._snapshot["model"]):
+        for variable, value in zip(state, self._snapshot["model"], strict=True):
             variable.assign(value)
         if self._rewind_kind == "reinit":
             self._reinitialize(round_index)
         for variable, value in zip(
-            self.model.optimizer.variables, self._snapshot["optimizer"]
+            self.model.optimizer.variables, self._snapshot["optimizer"], strict=True
         ):
             variable.assign(value)
         # Pruned entries are stored as zeros, like `set_masks` leaves them.
         set_masks(self.model, get_masks(self.model))
 
     def _reinitialize(self, round_index):
-        for i, (key, (layer, name)) in enumerate(
-            prunable_tensors(self.model).items()
-        ):
+        for i, (layer, name) in enumerate(prunable_tensors(self.model).values()):
             variable = layer.prunable_variable(name)
             initializer = _reseeded(
                 layer.initializer_for(name), [self.seed, round_index, i]
@@ -661,9 +661,7 @@ def _parse_rewind(rewind):
         return rewind, 0
     if isinstance(rewind, (int, np.integer)) and not isinstance(rewind, bool):
         if rewind < 0:
-            raise ValueError(
-                f"Expected a rewind step >= 0. Received: rewind={rewind}"
-            )
+            raise ValueError(f"Expected a rewind step >= 0. Received: rewind={rewind}")
         return "step", int(rewind)
     if isinstance(rewind, str):
         match = re.fullmatch(r"epoch:(\d+)", rewind)

@@ -84,6 +84,4 @@ def stock_class(masked_class):
     for cls in masked_class.__mro__:
         if issubclass(cls, keras.layers.Layer) and not issubclass(cls, MaskedLayer):
             return cls
-    raise TypeError(
-        f"Expected a subclass of a Keras layer. Received: {masked_class!r}"
-    )
+    raise TypeError(f"Expected a subclass of a Keras layer. Received: {masked_class!r}")

@@ -89,9 +89,7 @@ class Probe(keras.callbacks.Callback):
             "bn": numpy_values(bn),
             "optimizer": numpy_values(model.optimizer.variables),
             "iterations": self._step(),
-            "learning_rate": float(
-                ops.convert_to_numpy(model.optimizer.learning_rate)
-            ),
+            "learning_rate": float(ops.convert_to_numpy(model.optimizer.learning_rate)),
         }
 
 
@@ -307,9 +305,9 @@ def test_results_report_best_and_final_epochs(digits, tmp_path):
     with open(tmp_path / "r.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["round"]) for r in rows] == [0, 1]
-    assert float(rows[1]["best_val_accuracy"]) == ticket.results[1]["best"][
-        "val_accuracy"
-    ]
+    assert (
+        float(rows[1]["best_val_accuracy"]) == ticket.results[1]["best"]["val_accuracy"]
+    )
 
 
 def test_missing_monitor_warns_and_falls_back_to_loss(digits):
@@ -342,9 +340,7 @@ def test_callback_is_reusable_and_deep_copyable(digits):
     assert copied.model is None
     x, y, xv, yv = digits
     model = compiled(lth.mask_model(build_model()))
-    model.fit(
-        x, y, validation_data=(xv, yv), epochs=2, callbacks=[copied], verbose=0
-    )
+    model.fit(x, y, validation_data=(xv, yv), epochs=2, callbacks=[copied], verbose=0)
     assert [r["round"] for r in copied.results] == [0, 1]  # Reset, not appended.
     # A late-rewind ticket keeps its per-batch hook bound to the copy.
     late = copy.deepcopy(lth.LotteryTicket(2, 1, rewind=5))
@@ -403,7 +399,9 @@ def test_saved_mid_run_loads_and_continues(digits, tmp_path):
         np.testing.assert_array_equal(lth.get_masks(loaded)[key], mask)
     for ref, res in zip(reference.results, resumed.results):
         assert res["weights_remaining"] == ref["weights_remaining"]
-        assert res["best"]["val_loss"] == pytest.approx(ref["best"]["val_loss"], rel=1e-4)
+        assert res["best"]["val_loss"] == pytest.approx(
+            ref["best"]["val_loss"], rel=1e-4
+        )
 
 
 def test_resuming_needs_the_matching_initial_epoch(digits, tmp_path):
@@ -518,5 +516,7 @@ def test_lenet_on_mnist_finds_a_sparse_ticket(mnist_test_set):
     remaining = [row["weights_remaining"] for row in ticket.results]
     assert remaining[0] == 1.0
     assert remaining[2] == pytest.approx(0.64, abs=0.01)
-    assert lth.sparsity(model)["layers"]["dense/kernel"] == pytest.approx(0.36, abs=1e-4)
+    assert lth.sparsity(model)["layers"]["dense/kernel"] == pytest.approx(
+        0.36, abs=1e-4
+    )
     assert ticket.results[-1]["best"]["val_accuracy"] > 0.85
