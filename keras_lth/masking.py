@@ -210,6 +210,9 @@ def _selector(layers):
 def _copy_weights(source, target, bake_masks=False):
     """Copies the variables of `source`'s layers into their clones in `target`."""
     for src, dst in zip(_walk(source), _walk(target), strict=True):
+        if isinstance(src, keras.layers.InputLayer):
+            # Weightless; `clone_model` may rename it after its tensor.
+            continue
         if src.name != dst.name:
             raise RuntimeError(
                 f"Cloned layer '{dst.name}' does not line up with '{src.name}'."

@@ -9,7 +9,8 @@ own.
 All of them share three guarantees:
 
 * **Exact counts.** A tensor asked to lose a fraction `rate` of its `n`
-  surviving weights loses exactly `round(rate * n)` of them.
+  surviving weights loses exactly `floor(rate * n + 0.5)` of them (rounded
+  half up, unlike Python's `round`).
 * **Deterministic ties.** Weights of equal magnitude are pruned in order of
   their flat index (and, for `"global"`, of the tensors' order in the dict).
 * **Monotone.** A pruned weight (mask 0) stays pruned.
@@ -53,7 +54,7 @@ def prune(weights, masks, rate, *, strategy="layerwise", seed=None):
 def prune_layerwise(weights, masks, rate):
     """Prunes each tensor's smallest-magnitude surviving weights.
 
-    Tensor `k` loses `round(rate[k] * surviving[k])` weights: the ones with
+    Tensor `k` loses `floor(rate[k] * surviving[k] + 0.5)` weights: the ones with
     the smallest `|w|` among those its mask still keeps.
 
     Args:
@@ -82,7 +83,7 @@ def prune_global(weights, masks, rate):
     """Prunes the smallest-magnitude surviving weights across all tensors.
 
     One magnitude threshold is shared by every tensor in `masks`: exactly
-    `round(rate * total_surviving)` weights are pruned, the smallest `|w|`
+    `floor(rate * total_surviving + 0.5)` weights are pruned, the smallest `|w|`
     first. To keep a tensor out of the ranking, leave it out of `masks`.
 
     Args:
@@ -95,12 +96,14 @@ def prune_global(weights, masks, rate):
         A dict with the new masks.
     """
     weights, masks = _check_inputs(weights, masks)
-    if not isinstance(rate, (int, float)) or isinstance(rate, bool):
+    if isinstance(rate, dict):
         raise TypeError(
             "Expected `rate` to be one float for global pruning. "
             f"Received: rate={rate!r} of type {type(rate).__name__}"
         )
     _check_rate(rate, "rate")
+    if not masks:
+        return {}
     keys = list(masks)
     survivors = [np.flatnonzero(masks[key]) for key in keys]
     scores = []
@@ -194,7 +197,7 @@ def _per_tensor_rates(rate, masks):
 
 
 def _check_rate(rate, what):
-    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)):
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.number)):
         raise TypeError(
             f"Expected {what} to be a float. Received: {rate!r} "
             f"of type {type(rate).__name__}"

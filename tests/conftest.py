@@ -49,7 +49,8 @@ def mnist_test_set():
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():
     """Every test starts from a clean Keras session and fixed seeds."""
-    keras.backend.clear_session()
+    # free_memory=False skips a gc.collect() that costs ~0.2 s per test.
+    keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(1234)
     yield
     keras.mixed_precision.set_global_policy("float32")

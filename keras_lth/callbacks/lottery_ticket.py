@@ -609,7 +609,7 @@ def _check_count(value, name):
 
 
 def _check_prune_rate(rate):
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.number)):
         raise TypeError(
             "Expected `prune_rate` to be a float. "
             f"Received: prune_rate={rate!r} of type {type(rate).__name__}"
@@ -635,7 +635,7 @@ def _check_layer_rates(layer_rates, strategy):
             raise TypeError(
                 f"Expected layer names as `layer_rates` keys. Received: {name!r}"
             )
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.number)):
             raise TypeError(
                 f"Expected a float rate for layer '{name}'. Received: {rate!r}"
             )

@@ -1,0 +1,546 @@
+"""Tests for `keras_lth.masking`: mask_model, strip_masks, sparsity, masks."""
+
+import json
+import re
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_lth import get_masks
+from keras_lth import mask_model
+from keras_lth import set_masks
+from keras_lth import sparsity
+from keras_lth import strip_masks
+from keras_lth.layers import MASKED_TWINS
+from keras_lth.layers import MaskedDense
+from keras_lth.layers import MaskedLayer
+from keras_lth.masking import prunable_tensors
+
+# --- Models -------------------------------------------------------------------
+
+
+def sequential_model():
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(4, 3, padding="same", name="conv"),
+            keras.layers.BatchNormalization(name="bn"),
+            keras.layers.SeparableConv2D(4, 3, activation="relu", name="sep"),
+            keras.layers.DepthwiseConv2D(3, name="dw"),
+            keras.layers.Conv2DTranspose(2, 3, strides=2, name="deconv"),
+            keras.layers.Flatten(name="flat"),
+            keras.layers.Dropout(0.5, name="drop"),
+            keras.layers.Dense(3, name="out"),
+        ],
+        name="seq",
+    )
+
+
+def functional_model():
+    tokens = keras.Input((5,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(20, 6, name="emb")(tokens)
+    x = keras.layers.EinsumDense(
+        "abc,cd->abd", output_shape=(None, 4), bias_axes="d", name="einsum"
+    )(x)
+    x = keras.layers.LayerNormalization(name="ln")(x)
+    x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
+    outputs = keras.layers.Dense(2, name="out")(x)
+    return keras.Model(tokens, outputs, name="func")
+
+
+def nested_model():
+    inner_seq = keras.Sequential(
+        [
+            keras.Input((6, 6, 2)),
+            keras.layers.Conv2D(3, 3, name="inner_conv"),
+            keras.layers.BatchNormalization(name="inner_bn"),
+            keras.layers.Flatten(name="inner_flat"),
+        ],
+        name="inner_seq",
+    )
+    features = keras.Input((48,), name="features")
+    hidden = keras.layers.Dense(5, activation="tanh", name="inner_dense")(features)
+    inner_func = keras.Model(
+        features, keras.layers.Dense(4, name="inner_out")(hidden), name="inner_func"
+    )
+    image = keras.Input((6, 6, 2), name="image")
+    x = inner_func(inner_seq(image))
+    x = keras.layers.BatchNormalization(name="outer_bn")(x)
+    outputs = keras.layers.Dense(2, name="head")(x)
+    return keras.Model(image, outputs, name="outer")
+
+
+BUILDERS = {
+    "sequential": sequential_model,
+    "functional": functional_model,
+    "nested": nested_model,
+}
+
+
+def walk(layer):
+    """Every layer of a model, nested models and their layers included."""
+    for child in getattr(layer, "layers", ()):
+        yield child
+        yield from walk(child)
+
+
+def randomize(model, seed=0):
+    """Random values in every variable (positive moving variances)."""
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        value = rng.normal(size=variable.shape)
+        if variable.name == "moving_variance":
+            value = np.abs(value) + 0.5
+        variable.assign(value.astype(variable.dtype))
+    return model
+
+
+def random_input(model, seed=1, batch=4):
+    rng = np.random.default_rng(seed)
+    spec = model.inputs[0]
+    shape = (batch, *spec.shape[1:])
+    if "int" in str(spec.dtype):
+        return rng.integers(0, 20, size=shape).astype("int32")
+    return rng.normal(size=shape).astype("float32")
+
+
+def predict(model, x):
+    return ops.convert_to_numpy(model(x, training=False))
+
+
+def random_masks(model, seed=2):
+    rng = np.random.default_rng(seed)
+    return {
+        key: (rng.random(mask.shape) < 0.5).astype("float32")
+        for key, mask in get_masks(model).items()
+    }
+
+
+def masked_names(model):
+    return {layer.name for layer in walk(model) if isinstance(layer, MaskedLayer)}
+
+
+# --- mask_model ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("build", BUILDERS.values(), ids=BUILDERS.keys())
+def test_mask_model_swaps_in_masked_twins(build):
+    model = randomize(build())
+    masked = mask_model(model)
+    original_layers = list(walk(model))
+    masked_layers = list(walk(masked))
+    assert [layer.name for layer in masked_layers] == [
+        layer.name for layer in original_layers
+    ]
+    assert masked.name == model.name
+    for before, after in zip(original_layers, masked_layers):
+        twin = MASKED_TWINS.get(type(before))
+        if twin is not None:
+            assert type(after) is twin, before.name
+            assert isinstance(after, type(before))
+            for name in after.prunable_weight_names:
+                np.testing.assert_array_equal(
+                    ops.convert_to_numpy(after.mask_variable(name)),
+                    np.ones(after.mask_variable(name).shape),
+                )
+        else:
+            assert type(after) is type(before), before.name
+            assert not isinstance(after, MaskedLayer)
+        # Every variable of the original layer is copied, not re-initialized.
+        if not hasattr(before, "layers"):
+            after_vars = {v.name: v for v in after.weights}
+            for variable in before.weights:
+                np.testing.assert_array_equal(
+                    ops.convert_to_numpy(after_vars[variable.name]),
+                    ops.convert_to_numpy(variable),
+                )
+
+
+def test_mask_model_covers_every_twin_in_these_models():
+    stock = {
+        type(layer) for build in BUILDERS.values() for layer in walk(build())
+    } & set(MASKED_TWINS)
+    expected = {
+        keras.layers.Dense,
+        keras.layers.Conv2D,
+        keras.layers.SeparableConv2D,
+        keras.layers.DepthwiseConv2D,
+        keras.layers.Embedding,
+        keras.layers.Conv2DTranspose,
+        keras.layers.EinsumDense,
+    }
+    assert expected <= stock
+
+
+@pytest.mark.parametrize("build", BUILDERS.values(), ids=BUILDERS.keys())
+def test_mask_model_outputs_equal_the_original(build):
+    model = randomize(build())
+    masked = mask_model(model)
+    x = random_input(model)
+    np.testing.assert_array_equal(predict(masked, x), predict(model, x))
+
+
+@pytest.mark.parametrize("build", [sequential_model, nested_model])
+def test_mask_model_copies_batch_norm_moving_statistics(build):
+    model = randomize(build())
+    masked = mask_model(model)
+    batch_norms = [
+        layer
+        for layer in walk(model)
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    assert batch_norms
+    for layer in batch_norms:
+        twin = next(other for other in walk(masked) if other.name == layer.name)
+        assert type(twin) is keras.layers.BatchNormalization
+        for attr in ("moving_mean", "moving_variance", "gamma", "beta"):
+            value = ops.convert_to_numpy(getattr(layer, attr))
+            assert not np.allclose(value, 0.0) and not np.allclose(value, 1.0)
+            np.testing.assert_array_equal(
+                ops.convert_to_numpy(getattr(twin, attr)), value
+            )
+
+
+def test_mask_model_leaves_the_original_untouched():
+    model = randomize(sequential_model())
+    before = [ops.convert_to_numpy(v) for v in model.weights]
+    masked = mask_model(model)
+    set_masks(masked, {key: np.zeros_like(m) for key, m in get_masks(masked).items()})
+    assert not any(isinstance(layer, MaskedLayer) for layer in walk(model))
+    for variable, value in zip(model.weights, before):
+        np.testing.assert_array_equal(ops.convert_to_numpy(variable), value)
+
+
+@pytest.mark.parametrize(
+    ("layers", "expected"),
+    [
+        ("sep", {"sep"}),
+        (keras.layers.Conv2D, {"conv"}),
+        (keras.layers.Dense, {"out"}),
+        (["sep", keras.layers.Dense], {"sep", "out"}),
+        (("dw", "deconv"), {"dw", "deconv"}),
+        ({"conv", keras.layers.DepthwiseConv2D}, {"conv", "dw"}),
+        (lambda layer: layer.name.startswith("d"), {"dw", "deconv"}),
+    ],
+    ids=["name", "class", "dense-class", "list", "tuple", "set", "predicate"],
+)
+def test_mask_model_layer_selection(layers, expected):
+    model = randomize(sequential_model())
+    masked = mask_model(model, layers=layers)
+    assert masked_names(masked) == expected
+    assert set(get_masks(masked)) == {
+        key for key in get_masks(mask_model(model)) if key.split("/")[0] in expected
+    }
+    x = random_input(model)
+    np.testing.assert_array_equal(predict(masked, x), predict(model, x))
+
+
+def test_mask_model_selection_reaches_nested_models():
+    model = nested_model()
+    masked = mask_model(model, layers=["inner_dense", keras.layers.Conv2D])
+    assert masked_names(masked) == {"inner_dense", "inner_conv"}
+
+
+@pytest.mark.parametrize("layers", [5, ["sep", 5], [None], 2.5])
+def test_mask_model_invalid_selection(layers):
+    with pytest.raises(
+        TypeError, match=r"`layers`.*Received: " + re.escape(repr(layers))
+    ):
+        mask_model(sequential_model(), layers=layers)
+
+
+@pytest.mark.parametrize(
+    ("layers", "shown"),
+    [
+        ("nope", "layers='nope'"),
+        (["nope", keras.layers.Embedding], r"layers=\['nope', <class"),
+        (lambda layer: False, "layers=<function"),
+    ],
+)
+def test_mask_model_selecting_nothing(layers, shown):
+    with pytest.raises(
+        ValueError, match=rf"no layer to make prunable in model 'seq' with {shown}"
+    ):
+        mask_model(sequential_model(), layers=layers)
+
+
+def test_mask_model_without_supported_layers():
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.BatchNormalization(), keras.layers.Flatten()],
+        name="no_twins",
+    )
+    with pytest.raises(ValueError, match=r"'no_twins'.*Supported layers:.*'Dense'"):
+        mask_model(model)
+
+
+class _Subclassed(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = keras.layers.Dense(2)
+
+    def call(self, inputs):
+        return self.dense(inputs)
+
+
+@pytest.mark.parametrize("function", [mask_model, strip_masks])
+def test_subclassed_model_is_refused(function):
+    model = _Subclassed()
+    model(np.zeros((1, 3), "float32"))
+    with pytest.raises(ValueError, match=r"_Subclassed.*keras_lth\.layers"):
+        function(model)
+
+
+@pytest.mark.parametrize("function", [mask_model, strip_masks])
+@pytest.mark.parametrize(
+    ("make", "shown"),
+    [
+        (lambda: keras.layers.Dense(2), "of type Dense"),
+        (lambda: "model", "'model' of type str"),
+    ],
+)
+def test_non_model_is_refused(function, make, shown):
+    with pytest.raises(TypeError, match=rf"keras\.Model.*{shown}"):
+        function(make())
+
+
+def test_mask_model_on_a_masked_model_keeps_masks():
+    masked = mask_model(randomize(sequential_model()))
+    masks = random_masks(masked)
+    set_masks(masked, masks)
+    again = mask_model(masked)
+    assert masked_names(again) == masked_names(masked)
+    assert [type(layer) for layer in walk(again)] == [
+        type(layer) for layer in walk(masked)
+    ]
+    again_masks = get_masks(again)
+    assert list(again_masks) == list(masks)
+    for key, mask in masks.items():
+        assert 0 < mask.sum() < mask.size
+        np.testing.assert_array_equal(again_masks[key], mask)
+    x = random_input(masked)
+    np.testing.assert_array_equal(predict(again, x), predict(masked, x))
+
+
+def test_mask_model_functional_with_unnamed_input():
+    inputs = keras.Input((4,))
+    model = randomize(keras.Model(inputs, keras.layers.Dense(2, name="out")(inputs)))
+    masked = mask_model(model)
+    assert type(masked.get_layer("out")) is MaskedDense
+    x = random_input(model)
+    np.testing.assert_array_equal(predict(masked, x), predict(model, x))
+
+
+def test_strip_masks_functional_with_unnamed_input():
+    inputs = keras.Input((4,))
+    model = randomize(keras.Model(inputs, MaskedDense(2, name="out")(inputs)))
+    plain = strip_masks(model)
+    assert type(plain.get_layer("out")) is keras.layers.Dense
+    x = random_input(model)
+    np.testing.assert_array_equal(predict(plain, x), predict(model, x))
+
+
+# --- strip_masks --------------------------------------------------------------
+
+
+def _assign_masks_only(model, masks):
+    """Assigns masks without zeroing stored weights, unlike `set_masks`."""
+    for key, (layer, name) in prunable_tensors(model).items():
+        layer.mask_variable(name).assign(masks[key])
+
+
+@pytest.mark.parametrize("build", BUILDERS.values(), ids=BUILDERS.keys())
+def test_strip_masks_bakes_masks_into_stock_layers(build):
+    masked = mask_model(randomize(build()))
+    masks = random_masks(masked)
+    _assign_masks_only(masked, masks)
+    plain = strip_masks(masked)
+
+    assert not type(plain).__module__.startswith("keras_lth")
+    for layer in walk(plain):
+        assert not type(layer).__module__.startswith("keras_lth"), layer.name
+        assert type(layer).__module__.startswith("keras."), layer.name
+        assert not isinstance(layer, MaskedLayer)
+    assert not [v.path for v in plain.weights if v.name.endswith("_mask")]
+    assert [layer.name for layer in walk(plain)] == [
+        layer.name for layer in walk(masked)
+    ]
+
+    plain_layers = {layer.name: layer for layer in walk(plain)}
+    for key, (layer, name) in prunable_tensors(masked).items():
+        stored = ops.convert_to_numpy(layer.prunable_variable(name))
+        baked = ops.convert_to_numpy(getattr(plain_layers[layer.name], name))
+        pruned = masks[key] == 0
+        assert pruned.any() and (~pruned).any()
+        assert np.all(stored[pruned] != 0)  # Only the mask hides them.
+        assert np.all(baked[pruned] == 0.0)
+        np.testing.assert_array_equal(baked[~pruned], stored[~pruned])
+
+    # Every other variable (biases, normalization statistics) is copied as is.
+    masked_layers = {layer.name: layer for layer in walk(masked)}
+    for name, layer in plain_layers.items():
+        if hasattr(layer, "layers"):
+            continue
+        source = {v.name: v for v in masked_layers[name].weights}
+        for variable in layer.weights:
+            if isinstance(masked_layers[name], MaskedLayer) and (
+                variable.name in masked_layers[name].prunable_weight_names
+            ):
+                continue
+            np.testing.assert_array_equal(
+                ops.convert_to_numpy(variable),
+                ops.convert_to_numpy(source[variable.name]),
+            )
+
+    x = random_input(masked)
+    np.testing.assert_array_equal(predict(plain, x), predict(masked, x))
+
+
+def test_strip_masks_after_set_masks():
+    masked = mask_model(randomize(functional_model()))
+    set_masks(masked, random_masks(masked))
+    plain = strip_masks(masked)
+    x = random_input(masked)
+    np.testing.assert_array_equal(predict(plain, x), predict(masked, x))
+
+
+@pytest.mark.parametrize("build", [sequential_model, nested_model])
+def test_stripped_model_saves_and_loads_with_plain_keras(build, tmp_path):
+    masked = mask_model(randomize(build()))
+    _assign_masks_only(masked, random_masks(masked))
+    plain = strip_masks(masked)
+    path = tmp_path / "ticket.keras"
+    plain.save(path)
+
+    with zipfile.ZipFile(path) as archive:
+        config = archive.read("config.json").decode()
+    json.loads(config)
+    assert "keras_lth" not in config
+    assert "Masked" not in config
+
+    loaded = keras.models.load_model(path)
+    assert not any(
+        type(layer).__module__.startswith("keras_lth") for layer in walk(loaded)
+    )
+    x = random_input(masked)
+    np.testing.assert_array_equal(predict(loaded, x), predict(masked, x))
+
+
+# --- sparsity, get_masks, set_masks -------------------------------------------
+
+
+def test_sparsity_of_a_fresh_masked_model_is_zero():
+    masked = mask_model(sequential_model())
+    report = sparsity(masked)
+    assert set(report) == {"global", "layers"}
+    assert report["global"] == 0.0
+    assert report["layers"] == {
+        "conv/kernel": 0.0,
+        "sep/depthwise_kernel": 0.0,
+        "sep/pointwise_kernel": 0.0,
+        "dw/kernel": 0.0,
+        "deconv/kernel": 0.0,
+        "out/kernel": 0.0,
+    }
+
+
+@pytest.mark.parametrize("build", BUILDERS.values(), ids=BUILDERS.keys())
+def test_sparsity_after_set_masks(build):
+    masked = mask_model(build())
+    masks = random_masks(masked)
+    set_masks(masked, masks)
+    report = sparsity(masked)
+    assert list(report["layers"]) == list(masks)
+    for key, mask in masks.items():
+        assert report["layers"][key] == pytest.approx(np.mean(mask == 0), abs=1e-12)
+    total = sum(mask.size for mask in masks.values())
+    zeros = sum(int(np.sum(mask == 0)) for mask in masks.values())
+    assert report["global"] == pytest.approx(zeros / total, abs=1e-12)
+
+
+def test_sparsity_exact_fractions():
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(3, name="a"),  # 12 weights
+            keras.layers.Dense(2, name="b"),  # 6 weights
+        ]
+    )
+    masked = mask_model(model)
+    mask_a = np.ones((4, 3), "float32")
+    mask_a[0, :] = 0.0  # 3 of 12
+    mask_b = np.zeros((3, 2), "float32")  # 6 of 6
+    set_masks(masked, {"a/kernel": mask_a, "b/kernel": mask_b})
+    report = sparsity(masked)
+    assert report["layers"] == {"a/kernel": 0.25, "b/kernel": 1.0}
+    assert report["global"] == pytest.approx(9 / 18)
+
+
+def test_sparsity_without_masked_layers():
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(2)], name="plain_model"
+    )
+    with pytest.raises(ValueError, match=r"'plain_model' has no masked layers"):
+        sparsity(model)
+
+
+def test_get_masks_returns_numpy_arrays_keyed_like_sparsity():
+    masked = mask_model(nested_model())
+    masks = get_masks(masked)
+    assert list(masks) == list(sparsity(masked)["layers"])
+    assert list(masks) == [
+        "inner_conv/kernel",
+        "inner_dense/kernel",
+        "inner_out/kernel",
+        "head/kernel",
+    ]
+    for key, (layer, name) in prunable_tensors(masked).items():
+        assert isinstance(masks[key], np.ndarray)
+        assert masks[key].shape == tuple(layer.prunable_variable(name).shape)
+        np.testing.assert_array_equal(masks[key], np.ones(masks[key].shape))
+
+
+def test_set_masks_assigns_masks_and_zeroes_pruned_weights():
+    masked = mask_model(randomize(sequential_model()))
+    tensors = prunable_tensors(masked)
+    before = {
+        key: ops.convert_to_numpy(layer.prunable_variable(name))
+        for key, (layer, name) in tensors.items()
+    }
+    masks = random_masks(masked)
+    # Only some keys: the others keep their masks and weights.
+    chosen = {key: masks[key] for key in ["sep/pointwise_kernel", "out/kernel"]}
+    set_masks(masked, chosen)
+    after_masks = get_masks(masked)
+    for key, (layer, name) in tensors.items():
+        stored = ops.convert_to_numpy(layer.prunable_variable(name))
+        if key in chosen:
+            pruned = chosen[key] == 0
+            assert pruned.any() and (~pruned).any()
+            np.testing.assert_array_equal(after_masks[key], chosen[key])
+            assert np.all(stored[pruned] == 0.0)
+            np.testing.assert_array_equal(stored[~pruned], before[key][~pruned])
+        else:
+            np.testing.assert_array_equal(after_masks[key], np.ones(stored.shape))
+            np.testing.assert_array_equal(stored, before[key])
+
+
+def test_set_masks_rejects_unknown_keys():
+    masked = mask_model(sequential_model())
+    with pytest.raises(ValueError, match=r"\['nope/kernel'\].*'out/kernel'"):
+        set_masks(masked, {"nope/kernel": np.ones((3, 3))})
+
+
+def test_duplicate_names_in_nested_models():
+    inner = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(4, name="twice")], name="inner"
+    )
+    inputs = keras.Input((4,), name="x")
+    outputs = keras.layers.Dense(2, name="twice")(inner(inputs))
+    masked = mask_model(keras.Model(inputs, outputs))
+    with pytest.raises(ValueError, match="Two masked layers are named 'twice'"):
+        prunable_tensors(masked)
+    with pytest.raises(ValueError, match="named 'twice'"):
+        sparsity(masked)
