@@ -28,8 +28,19 @@ class MaskedLayer:
     # Where the stock layer keeps each prunable weight's initializer.
     prunable_initializers = {"kernel": "kernel_initializer"}
 
-    def build(self, input_shape):
+    def build(self, input_shape=None):
+        # The stock `build` ends with `enable_lora` when `lora_rank` is set,
+        # which locks the layer; the masks must exist before that.
+        lora_rank = getattr(self, "lora_rank", None)
+        if lora_rank:
+            self.lora_rank = None
         super().build(input_shape)
+        self._add_masks()
+        if lora_rank:
+            self.lora_rank = lora_rank
+            self.enable_lora(lora_rank, lora_alpha=getattr(self, "lora_alpha", None))
+
+    def _add_masks(self):
         for name in self.prunable_weight_names:
             weight = self.prunable_variable(name)
             mask = self.add_weight(
@@ -59,6 +70,11 @@ class MaskedLayer:
                 f"Expected one of {self.prunable_weight_names} for layer "
                 f"'{self.name}'. Received: name={name!r}"
             )
+        if not self.built:
+            raise ValueError(
+                f"Layer '{self.name}' has no masks until it is built. Call it "
+                "on data or call `build(input_shape)` first."
+            )
         return getattr(self, f"{name}_mask")
 
     def initializer_for(self, name):
@@ -67,7 +83,8 @@ class MaskedLayer:
 
     def masked_weight(self, name):
         """Returns `weight * mask` for the prunable weight `name`."""
-        return ops.multiply(getattr(self, name), self.mask_variable(name))
+        mask = self.mask_variable(name)
+        return ops.multiply(getattr(self, name), mask)
 
     # The stock layers override these two to support quantization and LoRA,
     # and save only their stock weights. Masks are part of a masked layer's
