@@ -150,10 +150,17 @@ def get_prunable_weights(model):
 
 
 def set_masks(model, masks):
-    """Assigns masks, keyed like `get_masks`, and zeroes the pruned weights.
+    """Assigns masks, keyed like `get_masks`, keeping pruned entries at zero.
 
-    Zeroing the stored weights is not needed for correctness (the mask is
-    applied in `call`), but keeps stored and effective weights equal.
+    Pruned entries of the weights are zeroed, and so are their slots in the
+    model's optimizer (momentum, Adam moments, ...), if it has been built:
+    with a zero gradient, a zero slot and a zero weight, no update can move
+    a pruned weight again. See `keras_lth.layers.MaskedLayer`.
+
+    Args:
+        model: A model with masked layers.
+        masks: Dict `{"<layer>/<weight>": mask}`; tensors left out keep their
+            masks (their pruned entries are re-zeroed all the same).
     """
     tensors = prunable_tensors(model)
     unknown = [key for key in masks if key not in tensors]
@@ -163,10 +170,39 @@ def set_masks(model, masks):
         )
     for key, mask in masks.items():
         layer, name = tensors[key]
-        mask_variable = layer.mask_variable(name)
-        mask_variable.assign(ops.cast(mask, mask_variable.dtype))
-        weight = layer.prunable_variable(name)
-        weight.assign(ops.multiply(weight, ops.cast(mask, weight.dtype)))
+        layer.set_mask(name, mask)
+    for layer in prunable_layers(model):
+        layer.apply_masks()
+    _mask_optimizer_slots(model, tensors)
+
+
+def _mask_optimizer_slots(model, tensors):
+    """Zeroes the optimizer slots of pruned entries.
+
+    Keras optimizers create a slot for a variable `v` with
+    `add_variable_from_reference`, which names it after `v.path` with `/`
+    replaced by `_`, plus a suffix (`..._momentum`). A slot belongs to the
+    trainable variable with the longest such prefix; slots of another shape
+    than their variable (Adafactor's factored ones) carry no per-entry state.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or not getattr(optimizer, "built", False):
+        return
+    masks = {
+        id(layer.prunable_variable(name)): layer.mask_variable(name)
+        for layer, name in tensors.values()
+    }
+    prefixes = sorted(
+        ((v.path.replace("/", "_") + "_", v) for v in model.trainable_variables),
+        key=lambda item: -len(item[0]),
+    )
+    for slot in optimizer.variables:
+        slot_name = slot.path.split("/")[-1]
+        owner = next((v for p, v in prefixes if slot_name.startswith(p)), None)
+        if owner is None or id(owner) not in masks:
+            continue
+        if tuple(slot.shape) == tuple(owner.shape):
+            slot.assign(ops.multiply(slot, ops.cast(masks[id(owner)], slot.dtype)))
 
 
 def _walk(layer):

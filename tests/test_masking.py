@@ -88,9 +88,11 @@ def walk(layer):
 
 
 def randomize(model, seed=0):
-    """Random values in every variable (positive moving variances)."""
+    """Random values in every variable but the masks (positive variances)."""
     rng = np.random.default_rng(seed)
     for variable in model.weights:
+        if variable.name.endswith("_mask"):
+            continue
         value = rng.normal(size=variable.shape)
         if variable.name == "moving_variance":
             value = np.abs(value) + 0.5
@@ -346,7 +348,11 @@ def test_strip_masks_functional_with_unnamed_input():
 
 
 def _assign_masks_only(model, masks):
-    """Assigns masks without zeroing stored weights, unlike `set_masks`."""
+    """Assigns masks without zeroing stored weights, unlike `set_masks`.
+
+    This breaks the masked layers' invariant (pruned entries stored as zero),
+    to check that `strip_masks` bakes the masks in without relying on it.
+    """
     for key, (layer, name) in prunable_tensors(model).items():
         layer.mask_variable(name).assign(masks[key])
 
@@ -394,6 +400,7 @@ def test_strip_masks_bakes_masks_into_stock_layers(build):
                 ops.convert_to_numpy(source[variable.name]),
             )
 
+    set_masks(masked, {})  # Restores the invariant: pruned entries are 0.
     x = random_input(masked)
     np.testing.assert_array_equal(predict(plain, x), predict(masked, x))
 
@@ -424,6 +431,7 @@ def test_stripped_model_saves_and_loads_with_plain_keras(build, tmp_path):
     assert not any(
         type(layer).__module__.startswith("keras_lth") for layer in walk(loaded)
     )
+    set_masks(masked, {})  # Restores the invariant: pruned entries are 0.
     x = random_input(masked)
     np.testing.assert_array_equal(predict(loaded, x), predict(masked, x))
 

@@ -209,6 +209,9 @@ class LotteryTicket(keras.callbacks.Callback):
         optimizer = self.model.optimizer
         if not optimizer.built:
             optimizer.build(self.model.trainable_variables)
+        # Pruned entries must be stored as zeros (see `MaskedLayer`), even if
+        # weights were written since the masks were set.
+        set_masks(self.model, {})
         if self._loaded:
             return  # Resuming: the state came from `load_state`.
         self._reset()
@@ -283,6 +286,7 @@ class LotteryTicket(keras.callbacks.Callback):
             if value is not None and better(value, values[best_index]):
                 best_index = i
         masks = get_masks(self.model)
+        self._check_pruned_weights_stayed_zero(masks)
         kept = sum(float(np.sum(m)) for m in masks.values())
         total = sum(m.size for m in masks.values())
         best_logs, best_step = self._history[best_index]
@@ -296,6 +300,20 @@ class LotteryTicket(keras.callbacks.Callback):
             "final": _plain(self._history[-1][0]),
             "monitor": monitor,
         }
+
+    def _check_pruned_weights_stayed_zero(self, masks):
+        weights = get_prunable_weights(self.model)
+        moved = [k for k, m in masks.items() if np.any(weights[k][m == 0] != 0)]
+        if moved:
+            warnings.warn(
+                f"LotteryTicket: pruned weights of {moved} moved off zero "
+                "during training, so they took part in it. Something wrote "
+                "them outside keras_lth (see `keras_lth.layers.MaskedLayer`), "
+                "or the optimizer updates entries whose gradient is zero "
+                "without keeping per-entry slots. They are zeroed again now.",
+                stacklevel=2,
+            )
+            set_masks(self.model, {})
 
     def _next_round(self, round_index):
         if self._snapshot is None:

@@ -14,14 +14,33 @@ class MaskedLayer:
     same shape for each, named after it (`kernel_mask`,
     `depthwise_kernel_mask`, ...) and initialised to ones.
 
-    The layer's `call` reads every prunable weight through `masked_weight`,
-    which multiplies it by its mask. A pruned entry therefore contributes
-    nothing to the output and receives an exactly zero gradient, whatever the
-    optimizer does to the stored value: it can never grow back.
+    How the mask is applied on every step:
+
+    * **Zero gradient.** `call` reads each prunable weight through
+      `masked_weight`, whose gradient is the incoming gradient times the
+      mask: a pruned entry receives an exactly zero gradient, so no
+      optimizer, momentum or gradient clipping ever sees it.
+    * **Contributes nothing.** A pruned entry is *stored* as zero. Every
+      keras_lth path that changes masks or weights keeps it so: `set_mask`,
+      `keras_lth.set_masks`, `set_weights` and loading on the layer, and the
+      callbacks, which also zero the optimizer's slots (momentum, Adam
+      moments) of pruned entries. With zero gradient and zero slots, no
+      update, momentum or weight decay can move a pruned weight off zero, so
+      it never grows back.
+    * **Why not multiply in `call`.** `weight * mask` in the forward pass
+      costs a pass over every kernel on every step, forward and backward; on
+      LeNet-300-100 that made a step about 12% slower (see
+      `benchmarks/overhead.py`). Reading stored zeros costs nothing.
+
+    So change masks with `set_mask` or `keras_lth.set_masks`, not by
+    assigning the mask variables directly, and after writing weights with
+    `Variable.assign` or `Model.set_weights`, call
+    `keras_lth.set_masks(model, keras_lth.get_masks(model))` to re-zero the
+    pruned entries. (With LoRA enabled, the low-rank update is not stored
+    in the kernel, so the layer multiplies by the mask in `call` instead.)
 
     Masks are ordinary Keras variables. They are saved with the model, mirrored
-    under a `tf.distribute` strategy, and updated with `assign` (see
-    `keras_lth.mask_model` and `keras_lth.LotteryTicket`).
+    under a `tf.distribute` strategy, and are not trained.
     """
 
     prunable_weight_names = ("kernel",)
@@ -82,9 +101,45 @@ class MaskedLayer:
         return getattr(self, self.prunable_initializers[name])
 
     def masked_weight(self, name):
-        """Returns `weight * mask` for the prunable weight `name`."""
+        """Returns the weight `name` as `call` should use it.
+
+        Its value is the weight itself, whose pruned entries are stored as
+        zeros, and its gradient is masked: pruned entries get exactly zero.
+        """
         mask = self.mask_variable(name)
-        return ops.multiply(getattr(self, name), mask)
+        weight = getattr(self, name)
+        if getattr(self, "lora_enabled", False):
+            # The low-rank update is not zero at pruned entries.
+            return ops.multiply(weight, mask)
+        return _mask_gradient(weight, mask)
+
+    def set_mask(self, name, mask):
+        """Sets the mask of weight `name` and zeroes its pruned entries.
+
+        Args:
+            name: A prunable weight's name, for example `"kernel"`.
+            mask: An array of the weight's shape holding 0 (pruned) and 1.
+        """
+        mask_variable = self.mask_variable(name)
+        mask = ops.cast(mask, mask_variable.dtype)
+        if tuple(mask.shape) != tuple(mask_variable.shape):
+            raise ValueError(
+                f"Expected a mask of shape {tuple(mask_variable.shape)} for "
+                f"'{self.name}/{name}'. Received shape {tuple(mask.shape)}"
+            )
+        mask_variable.assign(mask)
+        self.apply_masks()
+
+    def apply_masks(self):
+        """Zeroes the stored weights wherever their mask is 0."""
+        for name in self.prunable_weight_names:
+            weight = self.prunable_variable(name)
+            mask = self.mask_variable(name)
+            weight.assign(ops.multiply(weight, ops.cast(mask, weight.dtype)))
+
+    def set_weights(self, weights):
+        super().set_weights(weights)
+        self.apply_masks()
 
     # The stock layers override these two to support quantization and LoRA,
     # and save only their stock weights. Masks are part of a masked layer's
@@ -94,6 +149,7 @@ class MaskedLayer:
 
     def load_own_variables(self, store):
         keras.layers.Layer.load_own_variables(self, store)
+        self.apply_masks()
 
 
 def stock_class(masked_class):
@@ -102,3 +158,15 @@ def stock_class(masked_class):
         if issubclass(cls, keras.layers.Layer) and not issubclass(cls, MaskedLayer):
             return cls
     raise TypeError(f"Expected a subclass of a Keras layer. Received: {masked_class!r}")
+
+
+@ops.custom_gradient
+def _mask_gradient(weight, mask):
+    """Identity on `weight`, whose gradient is multiplied by `mask`."""
+
+    def grad(*args, upstream=None):
+        if upstream is None:
+            (upstream,) = args
+        return ops.multiply(upstream, mask), ops.zeros_like(mask)
+
+    return weight, grad

@@ -4,6 +4,7 @@ import copy
 import csv
 import json
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -88,9 +89,27 @@ class Probe(keras.callbacks.Callback):
             "all_trainable": numpy_values(model.trainable_variables),
             "bn": numpy_values(bn),
             "optimizer": numpy_values(model.optimizer.variables),
+            "optimizer_paths": [v.path for v in model.optimizer.variables],
             "iterations": self._step(),
             "learning_rate": float(ops.convert_to_numpy(model.optimizer.learning_rate)),
         }
+
+
+def assert_optimizer_rewound(state, rewind_point, atol=0.0):
+    """The optimizer holds the rewind point's state, with the slots of
+    pruned weights (the Adam moments of `..._<layer>_kernel_...`) zeroed."""
+    assert len(state["optimizer"]) == len(rewind_point["optimizer"])
+    masked_slots = 0
+    for path, now, then in zip(
+        state["optimizer_paths"], state["optimizer"], rewind_point["optimizer"]
+    ):
+        expected = then
+        for key, mask in state["masks"].items():
+            if f"_{key.replace('/', '_')}_" in path.split("/")[-1]:
+                expected = then * mask
+                masked_slots += 1
+        np.testing.assert_allclose(now, expected, atol=atol, rtol=0)
+    assert masked_slots == 2 * len(state["masks"])  # Adam: two slots each.
 
 
 def run_imp(digits, *, rounds=3, epochs=2, probe=None, model=None, **kwargs):
@@ -169,8 +188,7 @@ def test_optimizer_step_and_moments_are_reset(digits):
     assert init["iterations"] == 0
     for state in probe.round_starts[1:]:
         assert state["iterations"] == 0
-        for now, then in zip(state["optimizer"], init["optimizer"]):
-            np.testing.assert_array_equal(now, then)
+        assert_optimizer_rewound(state, init)
 
 
 def test_learning_rate_schedule_restarts_at_the_rewind_point(digits):
@@ -202,8 +220,7 @@ def test_late_rewind_to_an_epoch_restores_weights_and_optimizer(digits):
             np.testing.assert_allclose(
                 state["weights"][key], rewind_point["weights"][key] * mask, atol=1e-6
             )
-        for now, then in zip(state["optimizer"], rewind_point["optimizer"]):
-            np.testing.assert_allclose(now, then, atol=1e-6)
+        assert_optimizer_rewound(state, rewind_point, atol=1e-6)
     assert ticket.results[1]["best_step"] <= 2 * steps
 
 
@@ -228,8 +245,7 @@ def test_late_rewind_to_a_step_restores_that_step(digits):
         np.testing.assert_array_equal(
             start["weights"][key], probe.captured["weights"][key] * mask
         )
-    for now, then in zip(start["optimizer"], probe.captured["optimizer"]):
-        np.testing.assert_array_equal(now, then)
+    assert_optimizer_rewound(start, probe.captured)
 
 
 def test_reinit_draws_new_survivors_every_round(digits):
@@ -520,3 +536,63 @@ def test_lenet_on_mnist_finds_a_sparse_ticket(mnist_test_set):
         0.36, abs=1e-4
     )
     assert ticket.results[-1]["best"]["val_accuracy"] > 0.85
+
+
+class PrunedStayZero(keras.callbacks.Callback):
+    """Checks at every epoch end that pruned weights are stored as zeros."""
+
+    def __init__(self):
+        super().__init__()
+        self.checked = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        weights = get_prunable_weights(self.model)
+        for key, mask in lth.get_masks(self.model).items():
+            assert np.all(weights[key][mask == 0] == 0.0), (key, epoch)
+            self.checked += int(np.sum(mask == 0))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_late_rewind_momentum_never_revives_pruned_weights(digits, optimizer):
+    # The rewind point's momentum is nonzero at weights pruned later; the
+    # callback zeroes those slots, so the weights stay exactly zero.
+    optimizer = (
+        keras.optimizers.Adam(1e-3, weight_decay=1e-2)
+        if optimizer == "adam"
+        else keras.optimizers.SGD(0.05, momentum=0.9, weight_decay=1e-2)
+    )
+    keras.utils.set_random_seed(1234)
+    model = compiled(lth.mask_model(build_model()), optimizer)
+    check = PrunedStayZero()
+    x, y, xv, yv = digits
+    ticket = lth.LotteryTicket(3, 2, rewind="epoch:1", verbose=0)
+    with warnings.catch_warnings():
+        # No "moved off zero" warning either.
+        warnings.filterwarnings("error", message=".*moved off zero")
+        model.fit(
+            x,
+            y,
+            validation_data=(xv, yv),
+            batch_size=BATCH,
+            epochs=ticket.total_epochs,
+            callbacks=[ticket, check],
+            verbose=0,
+        )
+    assert check.checked > 0
+
+
+def test_weights_written_behind_its_back_are_reported_and_rezeroed(digits):
+    class Vandal(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 3:  # Inside round 1, after the first pruning step.
+                layer = self.model.get_layer("hidden")
+                layer.kernel.assign(ops.ones(layer.kernel.shape))
+
+    keras.utils.set_random_seed(1234)
+    model = compiled(lth.mask_model(build_model()))
+    x, y = digits[:2]
+    ticket = lth.LotteryTicket(2, 2, verbose=0, monitor="loss")
+    with pytest.warns(UserWarning, match=r"hidden/kernel.*moved off zero"):
+        model.fit(x, y, epochs=4, callbacks=[ticket, Vandal()], verbose=0)
+    mask = lth.get_masks(model)["hidden/kernel"]
+    assert np.all(get_prunable_weights(model)["hidden/kernel"][mask == 0] == 0)
