@@ -552,3 +552,23 @@ def test_duplicate_names_in_nested_models():
         prunable_tensors(masked)
     with pytest.raises(ValueError, match="named 'twice'"):
         sparsity(masked)
+
+
+def test_set_masks_zeroes_the_optimizer_slots_of_pruned_entries():
+    model = mask_model(sequential_model())
+    model.compile(keras.optimizers.Adam(1e-2), "mse")
+    x = random_input(model, batch=16)
+    model.fit(x, np.ones((16, *model.outputs[0].shape[1:])), epochs=2, verbose=0)
+    masks = random_masks(model)
+    set_masks(model, masks)
+    tensors = prunable_tensors(model)
+    checked = 0
+    for slot in model.optimizer.variables:
+        for key, (layer, name) in tensors.items():
+            prefix = layer.prunable_variable(name).path.replace("/", "_") + "_"
+            if slot.path.split("/")[-1].startswith(prefix):
+                value = ops.convert_to_numpy(slot)
+                assert np.all(value[masks[key] == 0] == 0)
+                assert np.any(value[masks[key] == 1] != 0)
+                checked += 1
+    assert checked == 2 * len(tensors)  # Adam's momentum and velocity.
