@@ -35,8 +35,8 @@ class MaskedLayer:
     So change masks with `set_mask` or `keras_lth.set_masks`, not by
     assigning the mask variables directly, and after writing weights with
     `Variable.assign` or `Model.set_weights`, call
-    `keras_lth.set_masks(model, keras_lth.get_masks(model))` to re-zero the
-    pruned entries. (With LoRA enabled, the low-rank update is not stored
+    `keras_lth.set_masks(model, {})` (or `layer.apply_masks()`) to re-zero
+    the pruned entries. (With LoRA enabled, the low-rank update is not stored
     in the kernel, so the layer multiplies by the mask in `call` instead.)
 
     Masks are ordinary Keras variables. They are saved with the model, mirrored
