@@ -1,0 +1,570 @@
+"""Training-step overhead of keras_lth's masked layers against plain Keras.
+
+What it measures
+    The time of one training step (forward, backward, optimizer update) of a
+    model made prunable with `keras_lth.mask_model`, relative to the very
+    same plain Keras model it was cloned from. Three models are built per
+    architecture, from the same weights and compiled identically:
+
+    * `plain`: the stock Keras model.
+    * `masked`: `keras_lth.mask_model(plain)`, masks all ones (IMP round 0).
+    * `masked 50%`: another `mask_model(plain)` with half of every prunable
+      tensor pruned by magnitude (`keras_lth.prune`), trained with a
+      `keras_lth.LotteryTicket` callback attached, as in a real IMP run.
+
+    A masked layer stores pruned entries as zeros and multiplies each
+    prunable weight's gradient by its mask on every step, whatever the mask
+    holds, and the matmuls and convolutions stay dense, so sparsity makes a
+    step neither cheaper nor dearer: the two masked rows
+    differ only by the callback. Its hooks run once per epoch (a snapshot of
+    the weights in `on_train_begin`, a results record in `on_epoch_end`);
+    they are timed apart, left out of the per-step figures, and reported
+    under the table as a cost per epoch. It defines no batch hook, so what
+    remains of that row is what training under the callback costs per step.
+
+Models (batch 60, the paper's setting; loss sparse categorical
+cross-entropy from logits, accuracy metric)
+    * `lenet`: LeNet-300-100 on MNIST shapes. Input (784,), Dense 300 relu,
+      Dense 100 relu, Dense 10. Adam 1.2e-3.
+    * `conv4`: Conv-4 of Frankle & Carbin (2019) with the paper's widths on
+      CIFAR-10 images downsampled to 16x16 so that a step takes tens of
+      milliseconds on two CPU cores. Input (16, 16, 3); Conv2D 64, 64
+      (3x3, same, relu); MaxPool 2x2; Conv2D 128, 128; MaxPool 2x2; Flatten
+      (2,048); Dense 256, 256 relu; Dense 10. Adam 3e-4. Shrinking the image
+      shrinks the convolutions' work and the first Dense kernel alike, but
+      not the convolution kernels, so the masking overhead measured here is
+      slightly larger than at 32x32.
+
+    The data are uniform random arrays of the right shapes (labels random in
+    0-9): the values do not change the time of a dense step.
+
+How
+    Each model is compiled, then warmed up by one `fit` (which traces and
+    compiles the train function). Each repetition then runs one
+    `model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)` of each
+    model in turn: plain, masked, masked 50%, the order reversed every other
+    repetition, so that the shared machine's noise hits all of them alike. A
+    callback reads `time.perf_counter` (and `time.process_time`) at
+    `on_train_begin` and `on_train_end`, so the time covers the training loop
+    and not `fit`'s set-up, which is the same for every model but noisy.
+    Under TensorFlow the data are a cached, repeated `tf.data.Dataset` built
+    once.
+
+    For each repetition the ratio masked / plain of the step times is taken;
+    the table reports the median of those ratios and their interquartile
+    range, the median step times, and the median ratio of process CPU times
+    as a cross-check that other processes disturb less. The target is a
+    median (wall-clock) ratio of at most 1.05.
+
+Backends
+    The backend comes from `KERAS_BACKEND` (or `--backend`), set before Keras
+    is imported, so measuring several backends means running this script
+    once per backend, in a fresh process. Only TensorFlow is supported for
+    now.
+
+Reproduce (from the repository root):
+
+    python benchmarks/overhead.py                 # about 3 minutes
+    python benchmarks/overhead.py --quick         # a few seconds, CI smoke
+    python benchmarks/overhead.py --check         # exit 1 above the target
+
+The exit code is 0 whatever the figures, unless `--check` is given.
+"""
+
+import argparse
+import dataclasses
+import gc
+import importlib.util
+import os
+import platform
+import statistics
+import sys
+import time
+
+DEFAULT_TARGET = 1.05
+DEFAULT_REPEATS = 40
+QUICK_REPEATS = 3
+BATCH_SIZE = 60
+
+#: Backends this benchmark runs on, and the package each one needs.
+SUPPORTED_BACKENDS = ("tensorflow",)
+BACKEND_PACKAGES = {
+    "tensorflow": "tensorflow",
+    "jax": "jax",
+    "torch": "torch",
+    "numpy": "numpy",
+    "openvino": "openvino",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """One architecture to time: how to build it and how long to time it."""
+
+    name: str
+    input_shape: tuple
+    learning_rate: float
+    steps: int  # Steps per timed `fit` by default.
+    quick_steps: int  # Steps per timed `fit` with `--quick`.
+    build: object  # `keras -> keras.Model`, the plain model.
+
+
+def _build_lenet(keras):
+    layers = keras.layers
+    return keras.Sequential(
+        [
+            keras.Input((784,)),
+            layers.Dense(300, activation="relu"),
+            layers.Dense(100, activation="relu"),
+            layers.Dense(10),
+        ],
+        name="lenet_300_100",
+    )
+
+
+def _build_conv4(keras):
+    layers = keras.layers
+    return keras.Sequential(
+        [
+            keras.Input((16, 16, 3)),
+            layers.Conv2D(64, 3, padding="same", activation="relu"),
+            layers.Conv2D(64, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(128, 3, padding="same", activation="relu"),
+            layers.Conv2D(128, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dense(256, activation="relu"),
+            layers.Dense(256, activation="relu"),
+            layers.Dense(10),
+        ],
+        name="conv4",
+    )
+
+
+MODELS = {
+    "lenet": ModelSpec("lenet", (784,), 1.2e-3, 100, 5, _build_lenet),
+    "conv4": ModelSpec("conv4", (16, 16, 3), 3e-4, 5, 1, _build_conv4),
+}
+
+# The variants timed against `plain`, in table order: (key, table label).
+VARIANTS = (
+    ("masked", "all ones"),
+    ("masked_sparse", "50% + LotteryTicket"),
+)
+
+
+@dataclasses.dataclass
+class Result:
+    """Per-step times in seconds of every variant, one entry per repetition."""
+
+    model: str
+    steps: int
+    wall: dict  # variant -> [wall-clock seconds per step, ...]
+    cpu: dict  # variant -> [process CPU seconds per step, ...]
+    hook_seconds: list  # LotteryTicket hook time per `fit`, excluded above.
+
+    def ratios(self, variant, clock="wall"):
+        times = getattr(self, clock)
+        return [m / p for m, p in zip(times[variant], times["plain"])]
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Training-step time of keras_lth masked models against "
+        "the same plain Keras models, interleaved in one process.",
+    )
+    parser.add_argument(
+        "--models",
+        default=",".join(MODELS),
+        help=f"Comma-separated models to time, from {list(MODELS)}. Default: all.",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help=f"Interleaved repetitions per model (default {DEFAULT_REPEATS}, "
+        f"{QUICK_REPEATS} with --quick).",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="Training steps per timed fit, for every model. Default: "
+        + ", ".join(f"{s.name} {s.steps}" for s in MODELS.values())
+        + " (with --quick: "
+        + ", ".join(f"{s.name} {s.quick_steps}" for s in MODELS.values())
+        + ").",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="A tiny run of a few seconds, for smoke tests. Its figures are "
+        "not meaningful.",
+    )
+    parser.add_argument(
+        "--backend",
+        default=None,
+        help="Keras backend. Default: $KERAS_BACKEND, else tensorflow. "
+        f"Supported for now: {', '.join(SUPPORTED_BACKENDS)}.",
+    )
+    parser.add_argument(
+        "--target",
+        type=float,
+        default=DEFAULT_TARGET,
+        help=f"Largest acceptable median ratio (default {DEFAULT_TARGET}).",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="Exit with code 1 if a median ratio exceeds --target.",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="Random seed.")
+    args = parser.parse_args(argv)
+
+    names = [name.strip() for name in args.models.split(",") if name.strip()]
+    unknown = [name for name in names if name not in MODELS]
+    if unknown or not names:
+        parser.error(
+            f"--models expects a comma-separated list from {list(MODELS)}. "
+            f"Received: {args.models!r}"
+        )
+    args.models = names
+    if args.repeats is None:
+        args.repeats = QUICK_REPEATS if args.quick else DEFAULT_REPEATS
+    for option in ("repeats", "steps"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            parser.error(f"--{option} must be at least 1. Received: {value}")
+    try:
+        args.backend = select_backend(args.backend)
+    except ValueError as error:
+        parser.error(str(error))
+    return args
+
+
+def select_backend(requested):
+    """Checks the backend and exports it as `KERAS_BACKEND`.
+
+    Must run before Keras is imported: Keras reads `KERAS_BACKEND` once, at
+    import. A later multi-backend run re-executes this script once per
+    backend with `KERAS_BACKEND` set, rather than switching in-process.
+    """
+    backend = requested or os.environ.get("KERAS_BACKEND") or "tensorflow"
+    if backend not in BACKEND_PACKAGES:
+        raise ValueError(
+            f"Unknown Keras backend {backend!r}. Expected one of "
+            f"{list(BACKEND_PACKAGES)}."
+        )
+    package = BACKEND_PACKAGES[backend]
+    if backend not in SUPPORTED_BACKENDS:
+        if importlib.util.find_spec(package) is None:
+            raise ValueError(
+                f"Backend {backend!r} needs the {package!r} package, which is "
+                f"not installed for {sys.executable}. This benchmark supports "
+                f"only {list(SUPPORTED_BACKENDS)} for now."
+            )
+        raise ValueError(
+            f"Backend {backend!r} is not supported by this benchmark yet. "
+            f"Supported: {list(SUPPORTED_BACKENDS)}."
+        )
+    if importlib.util.find_spec(package) is None:
+        raise ValueError(
+            f"Backend {backend!r} needs the {package!r} package, which is not "
+            f"installed for {sys.executable}."
+        )
+    if "keras" in sys.modules:
+        loaded = sys.modules["keras"].backend.backend()
+        if loaded != backend:
+            raise ValueError(
+                f"Keras is already imported with backend {loaded!r}; cannot "
+                f"switch to {backend!r} in this process. Run the script in a "
+                f"fresh process with KERAS_BACKEND={backend}."
+            )
+    os.environ["KERAS_BACKEND"] = backend
+    return backend
+
+
+# ----------------------------------------------------------- measuring
+
+
+def _training_data(spec, steps, seed):
+    """Random inputs and labels for `steps` batches, as `fit` arguments."""
+    import keras
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.random((steps * BATCH_SIZE, *spec.input_shape), dtype=np.float32)
+    y = rng.integers(0, 10, size=steps * BATCH_SIZE).astype("int32")
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        dataset = tf.data.Dataset.from_tensor_slices((x, y))
+        dataset = dataset.batch(BATCH_SIZE, drop_remainder=True).cache().repeat()
+        return {"x": dataset, "steps_per_epoch": steps}
+    return {"x": x, "y": y, "batch_size": BATCH_SIZE}
+
+
+def _prune_half(model):
+    """Prunes 50% of every prunable tensor of `model` by magnitude."""
+    import keras
+
+    import keras_lth
+
+    masks = keras_lth.get_masks(model)
+    weights = {}
+    for key in masks:
+        layer_name, weight_name = key.split("/")
+        variable = model.get_layer(layer_name).prunable_variable(weight_name)
+        weights[key] = keras.ops.convert_to_numpy(variable)
+    keras_lth.set_masks(model, keras_lth.prune(weights, masks, 0.5))
+    return keras_lth.sparsity(model)["global"]
+
+
+def _compile(model, learning_rate):
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+
+
+def _stopwatch(keras):
+    """Returns a callback that times the training loop of each `fit`.
+
+    It brackets `on_train_begin` to `on_train_end`, so `fit`'s set-up (data
+    adapter, iterator, callback list) stays out, and runs the callbacks it
+    wraps (the `LotteryTicket`) itself, timing their hooks apart. It defines
+    no batch hook, so Keras dispatches batches as it would without it.
+    """
+
+    class Stopwatch(keras.callbacks.Callback):
+        def __init__(self, wrapped=()):
+            super().__init__()
+            self.wrapped = list(wrapped)
+            default = keras.callbacks.Callback.on_train_batch_end
+            for callback in self.wrapped:
+                hook = getattr(callback.on_train_batch_end, "__func__", None)
+                if hook is not default:
+                    raise ValueError(
+                        "The stopwatch forwards per-epoch hooks only. Expected "
+                        "callbacks without `on_train_batch_end`. Received: "
+                        f"{callback!r}"
+                    )
+
+        def set_model(self, model):
+            super().set_model(model)
+            for callback in self.wrapped:
+                callback.set_model(model)
+
+        def set_params(self, params):
+            super().set_params(params)
+            for callback in self.wrapped:
+                callback.set_params(params)
+
+        def _run_wrapped(self, hook, *args):
+            wall, cpu = time.perf_counter(), time.process_time()
+            for callback in self.wrapped:
+                getattr(callback, hook)(*args)
+            self.hook_wall += time.perf_counter() - wall
+            self.hook_cpu += time.process_time() - cpu
+
+        def on_train_begin(self, logs=None):
+            self.hook_wall = self.hook_cpu = 0.0
+            self.start_wall, self.start_cpu = time.perf_counter(), time.process_time()
+            self._run_wrapped("on_train_begin", logs)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._run_wrapped("on_epoch_begin", epoch, logs)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._run_wrapped("on_epoch_end", epoch, logs)
+
+        def on_train_end(self, logs=None):
+            self._run_wrapped("on_train_end", logs)
+            self.wall = time.perf_counter() - self.start_wall
+            self.cpu = time.process_time() - self.start_cpu
+
+    return Stopwatch
+
+
+def measure(spec, *, repeats, steps, seed):
+    """Times `plain`, `masked` and `masked_sparse`, interleaved."""
+    import keras
+
+    import keras_lth
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    plain = spec.build(keras)
+    models = {
+        "plain": plain,
+        "masked": keras_lth.mask_model(plain),
+        "masked_sparse": keras_lth.mask_model(plain),
+    }
+    sparsity = _prune_half(models["masked_sparse"])
+    if abs(sparsity - 0.5) > 0.01:
+        raise RuntimeError(f"Expected 50% sparsity, got {sparsity:.3f}.")
+    for model in models.values():
+        _compile(model, spec.learning_rate)
+    ticket = keras_lth.LotteryTicket(
+        rounds=1, epochs_per_round=1, monitor="loss", seed=seed, verbose=0
+    )
+    stopwatch = _stopwatch(keras)
+    stopwatches = {
+        "plain": stopwatch(),
+        "masked": stopwatch(),
+        "masked_sparse": stopwatch([ticket]),
+    }
+    data = _training_data(spec, steps, seed)
+
+    def timed_fit(name):
+        gc.collect()
+        watch = stopwatches[name]
+        models[name].fit(**data, epochs=1, shuffle=False, verbose=0, callbacks=[watch])
+        return (
+            (watch.wall - watch.hook_wall) / steps,
+            (watch.cpu - watch.hook_cpu) / steps,
+            watch.hook_wall,
+        )
+
+    order = list(models)
+    for name in order:  # Warm-up: traces and compiles the train functions.
+        timed_fit(name)
+    wall = {name: [] for name in order}
+    cpu = {name: [] for name in order}
+    hook_seconds = []
+    for repeat in range(repeats):
+        for name in order if repeat % 2 == 0 else reversed(order):
+            step_wall, step_cpu, hooks = timed_fit(name)
+            wall[name].append(step_wall)
+            cpu[name].append(step_cpu)
+            if name == "masked_sparse":
+                hook_seconds.append(hooks)
+    keras.backend.clear_session()
+    return Result(spec.name, steps, wall, cpu, hook_seconds)
+
+
+# ----------------------------------------------------------- reporting
+
+
+def _quartiles(values):
+    if len(values) < 2:
+        return values[0], values[0]
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q3
+
+
+def format_table(results, target):
+    """Returns the results as a fixed-width text table."""
+    header = (
+        f"{'model':<7} {'masks':<20} {'plain ms/step':>13} "
+        f"{'masked ms/step':>14} {'median ratio':>12} {'ratio IQR':>13} "
+        f"{'cpu ratio':>9}  target <= {target:.2f}x"
+    )
+    lines = [header, "-" * len(header)]
+    for result in results:
+        plain_ms = statistics.median(result.wall["plain"]) * 1e3
+        for variant, label in VARIANTS:
+            masked_ms = statistics.median(result.wall[variant]) * 1e3
+            ratios = result.ratios(variant)
+            ratio = statistics.median(ratios)
+            q1, q3 = _quartiles(ratios)
+            cpu_ratio = statistics.median(result.ratios(variant, "cpu"))
+            verdict = "PASS" if ratio <= target else "FAIL"
+            lines.append(
+                f"{result.model:<7} {label:<20} {plain_ms:>13.2f} "
+                f"{masked_ms:>14.2f} {ratio:>11.3f}x {q1:>6.3f}-{q3:.3f}x "
+                f"{cpu_ratio:>8.3f}x  {verdict}"
+            )
+    return "\n".join(lines)
+
+
+def format_notes(results):
+    """Returns the notes under the table, with the LotteryTicket's share."""
+    lines = [
+        "ms/step: median wall-clock time of one training step. median ratio:",
+        "median over repetitions of masked / plain, each pair timed back to",
+        "back; ratio IQR: its interquartile range; cpu ratio: the same median",
+        "with process CPU time, less sensitive to other processes.",
+    ]
+    for result in results:
+        hook_ms = statistics.median(result.hook_seconds) * 1e3
+        step_ms = statistics.median(result.wall["masked_sparse"]) * 1e3
+        lines.append(
+            f"{result.model}: LotteryTicket hooks took {hook_ms:.1f} ms per "
+            f"epoch, left out of the rows above: +{hook_ms / 1000 / step_ms:.2%} "
+            "on a 1,000-step epoch."
+        )
+    return "\n".join(lines)
+
+
+def _environment(backend):
+    import keras
+
+    parts = [
+        f"Keras {keras.__version__}",
+        f"backend {backend}",
+    ]
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        parts.append(f"TensorFlow {tf.__version__}")
+    parts += [
+        f"Python {platform.python_version()}",
+        f"{os.cpu_count()} CPUs",
+    ]
+    return ", ".join(parts)
+
+
+def _load():
+    try:
+        return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    except OSError:
+        return "load average unavailable"
+
+
+def main(argv=None):
+    args = parse_args(argv)  # Sets KERAS_BACKEND before Keras is imported.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+    print("keras_lth masking overhead: training step time, masked / plain")
+    print(_environment(args.backend))
+    print(f"Before: {_load()}")
+    results = []
+    for name in args.models:
+        spec = MODELS[name]
+        steps = args.steps or (spec.quick_steps if args.quick else spec.steps)
+        print(
+            f"Timing {name}: {args.repeats} interleaved repetitions of a "
+            f"{steps}-step fit, batch {BATCH_SIZE}...",
+            flush=True,
+        )
+        results.append(measure(spec, repeats=args.repeats, steps=steps, seed=args.seed))
+    print(f"After: {_load()}")
+    print()
+    print(format_table(results, args.target))
+    print()
+    print(format_notes(results))
+    if args.quick:
+        print("\n(--quick: too few steps for the figures to mean anything.)")
+
+    failed = [
+        f"{result.model} ({label})"
+        for result in results
+        for variant, label in VARIANTS
+        if statistics.median(result.ratios(variant)) > args.target
+    ]
+    if args.check and failed:
+        print(f"\n--check: above the {args.target:.2f}x target: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
