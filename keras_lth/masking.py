@@ -181,9 +181,12 @@ def _mask_optimizer_slots(model, tensors):
 
     Keras optimizers create a slot for a variable `v` with
     `add_variable_from_reference`, which names it after `v.path` with `/`
-    replaced by `_`, plus a suffix (`..._momentum`). A slot belongs to the
-    trainable variable with the longest such prefix; slots of another shape
-    than their variable (Adafactor's factored ones) carry no per-entry state.
+    replaced by `_`, plus a suffix (`..._momentum`), looping over the
+    variables in order. A slot belongs to the trainable variable with the
+    longest such prefix; when several variables share that prefix (layer
+    `dense` in model `block` and layer `block_dense`), the n-th slot of a
+    name belongs to the n-th of them. Slots of another shape than their
+    variable (Adafactor's factored ones) hold no per-entry state.
     """
     optimizer = getattr(model, "optimizer", None)
     if optimizer is None or not getattr(optimizer, "built", False):
@@ -192,17 +195,25 @@ def _mask_optimizer_slots(model, tensors):
         id(layer.prunable_variable(name)): layer.mask_variable(name)
         for layer, name in tensors.values()
     }
-    prefixes = sorted(
-        ((v.path.replace("/", "_") + "_", v) for v in model.trainable_variables),
-        key=lambda item: -len(item[0]),
-    )
+    owners = {}  # Sanitized path + "_" -> variables, in order.
+    for variable in model.trainable_variables:
+        owners.setdefault(variable.path.replace("/", "_") + "_", []).append(variable)
+    prefixes = sorted(owners, key=len, reverse=True)
+    seen = {}  # Slot name -> how many slots of that name came before.
     for slot in optimizer.variables:
         slot_name = slot.path.split("/")[-1]
-        owner = next((v for p, v in prefixes if slot_name.startswith(p)), None)
+        prefix = next((p for p in prefixes if slot_name.startswith(p)), None)
+        if prefix is None:
+            continue
+        index = seen.get(slot_name, 0)
+        seen[slot_name] = index + 1
+        candidates = owners[prefix]
+        owner = candidates[index] if index < len(candidates) else None
         if owner is None or id(owner) not in masks:
             continue
         if tuple(slot.shape) == tuple(owner.shape):
-            slot.assign(ops.multiply(slot, ops.cast(masks[id(owner)], slot.dtype)))
+            mask = ops.cast(masks[id(owner)], slot.dtype)
+            slot.assign(ops.multiply(slot, mask))
 
 
 def _walk(layer):

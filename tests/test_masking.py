@@ -572,3 +572,26 @@ def test_set_masks_zeroes_the_optimizer_slots_of_pruned_entries():
                 assert np.any(value[masks[key] == 1] != 0)
                 checked += 1
     assert checked == 2 * len(tensors)  # Adam's momentum and velocity.
+
+
+def test_set_masks_finds_slots_of_layers_whose_paths_collide():
+    # Layer `dense` in model `block` and layer `block_dense` both name their
+    # slots `block_dense_kernel_momentum`.
+    inner = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(4, name="dense")], name="block"
+    )
+    inputs = keras.Input((4,), name="x")
+    outputs = keras.layers.Dense(4, name="block_dense")(inner(inputs))
+    model = mask_model(keras.Model(inputs, outputs))
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "mse")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 4)).astype("float32")
+    y = rng.normal(size=(32, 4)).astype("float32")
+    model.fit(x, y, epochs=2, verbose=0)
+    masks = random_masks(model)
+    assert masks["dense/kernel"].tolist() != masks["block_dense/kernel"].tolist()
+    set_masks(model, masks)
+    model.fit(x, y, epochs=2, verbose=0)
+    for key, (layer, name) in prunable_tensors(model).items():
+        weights = ops.convert_to_numpy(layer.prunable_variable(name))
+        assert np.all(weights[masks[key] == 0] == 0), key

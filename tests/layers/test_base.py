@@ -251,7 +251,7 @@ def test_initializer_for_returns_the_stock_layers_initializer(subtests):
                 )
 
 
-# Accessors and their errors.
+# Helpers.
 
 
 def _built_dense():
@@ -260,15 +260,223 @@ def _built_dense():
     return layer
 
 
-def test_masked_weight_multiplies_the_weight_by_its_mask():
+def _random_mask(shape, rng):
+    mask = (rng.random(shape) < 0.5).astype("float32")
+    mask.flat[0] = 0.0
+    mask.flat[-1] = 1.0
+    return mask
+
+
+def _built_twin(masked_name, kwargs, input_shape, rng):
+    """A built twin whose trainable weights are random and nonzero."""
+    layer = getattr(layers, masked_name)(**kwargs)
+    layer.build(input_shape)
+    for variable in layer.trainable_weights:
+        variable.assign(rng.normal(size=variable.shape).astype("float32"))
+    return layer
+
+
+def _values(layer):
+    return {v.name: np.asarray(v) for v in layer.weights}
+
+
+# Changing masks: `set_mask`, `apply_masks`, `set_weights`.
+
+
+def test_set_mask_stores_pruned_entries_as_zeros(subtests):
     rng = np.random.default_rng(0)
+    for _, masked_name, kwargs, input_shape, initializers in SUPPORTED:
+        with subtests.test(msg=masked_name):
+            layer = _built_twin(masked_name, kwargs, input_shape, rng)
+            before = _values(layer)
+            masks = {
+                name: _random_mask(tuple(layer.mask_variable(name).shape), rng)
+                for name in initializers
+            }
+            for name, mask in masks.items():
+                layer.set_mask(name, mask)
+
+            after = _values(layer)
+            for name, mask in masks.items():
+                stored = after[name]
+                np.testing.assert_array_equal(after[f"{name}_mask"], mask)
+                np.testing.assert_array_equal(stored, before[name] * mask)
+                assert np.all(stored[mask == 0] == 0.0)
+                assert np.all(stored[mask == 1] != 0.0)
+                # `call` reads the stored weight as it is.
+                np.testing.assert_array_equal(
+                    np.asarray(layer.masked_weight(name)), stored
+                )
+            # Biases are left alone.
+            for name, value in before.items():
+                if name not in masks and not name.endswith("_mask"):
+                    np.testing.assert_array_equal(after[name], value)
+
+
+@pytest.mark.parametrize("dtype", ["bool", "int32", "float64"])
+def test_set_mask_casts_the_mask_to_the_mask_dtype(dtype):
+    rng = np.random.default_rng(1)
     layer = _built_dense()
-    mask = (rng.random((4, 3)) < 0.5).astype("float32")
-    layer.mask_variable("kernel").assign(mask)
-    kernel = np.asarray(layer.prunable_variable("kernel"))
+    kernel = np.asarray(layer.kernel)
+    mask = _random_mask((4, 3), rng)
+    layer.set_mask("kernel", mask.astype(dtype))
+    assert layer.kernel_mask.dtype == "float32"
+    np.testing.assert_array_equal(np.asarray(layer.kernel_mask), mask)
+    np.testing.assert_array_equal(np.asarray(layer.kernel), kernel * mask)
+
+
+def test_set_mask_rejects_a_mask_of_the_wrong_shape_and_changes_nothing():
+    layer = _built_dense()
+    before = _values(layer)
+    with pytest.raises(ValueError) as error:
+        layer.set_mask("kernel", np.zeros((3, 4), dtype="float32"))
+    message = str(error.value)
+    assert "Expected a mask of shape (4, 3) for 'dense/kernel'" in message
+    assert "Received shape (3, 4)" in message
+    for name, value in _values(layer).items():
+        np.testing.assert_array_equal(value, before[name])
+
+
+def test_set_mask_rejects_a_non_prunable_weight():
+    layer = _built_dense()
+    with pytest.raises(ValueError, match=r"Expected one of \('kernel',\).*'bias'"):
+        layer.set_mask("bias", np.zeros((3,), dtype="float32"))
+
+
+def test_set_mask_on_an_unbuilt_layer_asks_to_build_it():
+    layer = MaskedDense(3, name="unbuilt")
+    with pytest.raises(ValueError, match="'unbuilt' has no masks until it is built"):
+        layer.set_mask("kernel", np.ones((4, 3), dtype="float32"))
+
+
+def test_set_weights_re_zeroes_pruned_entries(subtests):
+    rng = np.random.default_rng(2)
+    for _, masked_name, kwargs, input_shape, initializers in SUPPORTED:
+        with subtests.test(msg=masked_name):
+            layer = _built_twin(masked_name, kwargs, input_shape, rng)
+            masks = {}
+            for name in initializers:
+                masks[name] = _random_mask(tuple(layer.mask_variable(name).shape), rng)
+                layer.set_mask(name, masks[name])
+
+            # Nonzero everywhere, pruned entries included; the masks as they are.
+            new = {
+                v.name: (
+                    np.asarray(v)
+                    if v.name.endswith("_mask")
+                    else rng.normal(size=v.shape).astype("float32")
+                )
+                for v in layer.weights
+            }
+            layer.set_weights([new[v.name] for v in layer.weights])
+
+            after = _values(layer)
+            for name, value in new.items():
+                if name in masks:
+                    np.testing.assert_array_equal(after[name], value * masks[name])
+                    assert np.all(after[name][masks[name] == 0] == 0.0)
+                else:
+                    np.testing.assert_array_equal(after[name], value)
+
+
+def test_set_weights_applies_the_masks_it_is_given():
+    rng = np.random.default_rng(3)
+    layer = _built_dense()
+    kernel = rng.normal(size=(4, 3)).astype("float32")
+    bias = rng.normal(size=(3,)).astype("float32")
+    mask = _random_mask((4, 3), rng)
+    layer.set_weights([kernel, bias, mask])
+    np.testing.assert_array_equal(np.asarray(layer.kernel_mask), mask)
+    np.testing.assert_array_equal(np.asarray(layer.kernel), kernel * mask)
+    np.testing.assert_array_equal(np.asarray(layer.bias), bias)
+
+
+def test_assigning_a_mask_variable_directly_leaves_stale_weights_until_apply_masks():
+    # The caveat in the `MaskedLayer` docstring: the forward pass reads the
+    # stored weight, so a mask assigned without `set_mask` does not prune
+    # anything until `apply_masks` (or `set_mask`) zeroes the weight.
+    rng = np.random.default_rng(4)
+    layer = _built_twin("MaskedDense", {"units": 3}, (2, 4), rng)
+    kernel = np.asarray(layer.kernel)
+    bias = np.asarray(layer.bias)
+    mask = _random_mask((4, 3), rng)
+    x = rng.normal(size=(2, 4)).astype("float32")
+
+    def stock_output(kernel):
+        stock = keras.layers.Dense(3)
+        stock.build((2, 4))
+        stock.set_weights([kernel, bias])
+        return np.asarray(stock(x))
+
+    layer.kernel_mask.assign(mask)
+    np.testing.assert_array_equal(np.asarray(layer.kernel), kernel)
+    assert np.all(np.asarray(layer.kernel)[mask == 0] != 0.0)
+    stale_output = np.asarray(layer(x))
+    # The pruned entries still contribute...
+    np.testing.assert_array_equal(stale_output, stock_output(kernel))
+    assert not np.array_equal(stale_output, stock_output(kernel * mask))
+
+    layer.apply_masks()
+    # ...until `apply_masks` zeroes them.
+    np.testing.assert_array_equal(np.asarray(layer.kernel), kernel * mask)
+    assert np.all(np.asarray(layer.kernel)[mask == 0] == 0.0)
+    np.testing.assert_array_equal(np.asarray(layer(x)), stock_output(kernel * mask))
+    np.testing.assert_array_equal(np.asarray(layer.kernel_mask), mask)
+
+
+def test_model_set_weights_needs_set_masks_to_re_zero_pruned_entries():
+    # `Model.set_weights` assigns the variables one by one, bypassing the
+    # masked layers' `set_weights`; the docstring's remedy is
+    # `set_masks(model, get_masks(model))`.
+    rng = np.random.default_rng(5)
+    model = keras.Sequential(
+        [keras.Input((4,)), MaskedDense(5, name="a"), MaskedDense(2, name="b")]
+    )
+    masks = {
+        "a/kernel": _random_mask((4, 5), rng),
+        "b/kernel": _random_mask((5, 2), rng),
+    }
+    keras_lth.set_masks(model, masks)
+    values = [
+        np.asarray(v)
+        if v.name.endswith("_mask")
+        else rng.normal(size=v.shape).astype("float32")
+        for v in model.weights
+    ]
+    model.set_weights(values)
+    kernels = {f"{layer.name}/kernel": layer.kernel for layer in model.layers}
+    assert all(np.any(np.asarray(kernels[k])[m == 0] != 0.0) for k, m in masks.items())
+
+    keras_lth.set_masks(model, keras_lth.get_masks(model))
+    by_path = {v.path: value for v, value in zip(model.weights, values)}
+    for key, mask in masks.items():
+        kernel = kernels[key]
+        np.testing.assert_array_equal(np.asarray(kernel), by_path[kernel.path] * mask)
+        np.testing.assert_array_equal(
+            np.asarray(model.get_layer(key.split("/")[0]).kernel_mask), mask
+        )
+
+
+# Accessors and their errors.
+
+
+def test_masked_weight_is_the_stored_weight_with_a_masked_gradient():
+    rng = np.random.default_rng(6)
+    layer = _built_dense()
+    kernel = np.asarray(layer.kernel)
+    mask = _random_mask((4, 3), rng)
+    layer.set_mask("kernel", mask)
     np.testing.assert_array_equal(
         np.asarray(layer.masked_weight("kernel")), kernel * mask
     )
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        upstream = rng.normal(size=(4, 3)).astype("float32")
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer.masked_weight("kernel") * upstream)
+        gradient = np.asarray(tape.gradient(loss, layer.prunable_variable("kernel")))
+        np.testing.assert_array_equal(gradient, upstream * mask)
 
 
 def test_prunable_variable_is_the_stored_trainable_weight():
@@ -333,11 +541,12 @@ def test_prunable_variable_of_an_unbuilt_layer_says_it_has_no_weights():
 
 
 def test_own_variables_include_the_masks():
-    rng = np.random.default_rng(1)
-    layer = MaskedSeparableConv2D(3, 2)
-    layer.build((2, 5, 5, 2))
-    for variable in layer.weights:
-        variable.assign(rng.random(variable.shape).astype("float32"))
+    rng = np.random.default_rng(7)
+    layer = _built_twin(
+        "MaskedSeparableConv2D", {"filters": 3, "kernel_size": 2}, (2, 5, 5, 2), rng
+    )
+    for name in layer.prunable_weight_names:
+        layer.set_mask(name, _random_mask(tuple(layer.mask_variable(name).shape), rng))
 
     store = {}
     layer.save_own_variables(store)
@@ -349,6 +558,26 @@ def test_own_variables_include_the_masks():
     for original, copy in zip(layer.weights, restored.weights):
         assert copy.name == original.name
         np.testing.assert_array_equal(np.asarray(copy), np.asarray(original))
+
+
+def test_loading_own_variables_zeroes_pruned_entries():
+    # A store written while the weights were stale (nonzero at pruned entries,
+    # as after assigning a mask variable directly) loads with them zeroed.
+    rng = np.random.default_rng(8)
+    layer = _built_twin("MaskedDense", {"units": 3}, (2, 4), rng)
+    kernel = np.asarray(layer.kernel)
+    mask = _random_mask((4, 3), rng)
+    layer.kernel_mask.assign(mask)
+    store = {}
+    layer.save_own_variables(store)
+    np.testing.assert_array_equal(np.asarray(store["0"]), kernel)
+
+    restored = _built_dense()
+    restored.load_own_variables(store)
+    np.testing.assert_array_equal(np.asarray(restored.kernel_mask), mask)
+    np.testing.assert_array_equal(np.asarray(restored.kernel), kernel * mask)
+    assert np.all(np.asarray(restored.kernel)[mask == 0] == 0.0)
+    np.testing.assert_array_equal(np.asarray(restored.bias), np.asarray(layer.bias))
 
 
 def test_weights_file_round_trip_keeps_masks(tmp_path):
@@ -367,8 +596,8 @@ def test_weights_file_round_trip_keeps_masks(tmp_path):
     masks = []
     for index in (0, 2):
         layer = model.layers[index]
-        mask = (rng.random(layer.kernel_mask.shape) < 0.5).astype("float32")
-        layer.mask_variable("kernel").assign(mask)
+        mask = _random_mask(tuple(layer.kernel_mask.shape), rng)
+        layer.set_mask("kernel", mask)
         masks.append((index, mask))
     path = tmp_path / "masked.weights.h5"
     model.save_weights(path)
@@ -380,8 +609,13 @@ def test_weights_file_round_trip_keeps_masks(tmp_path):
         assert copy.name == original.name
         np.testing.assert_array_equal(np.asarray(copy), np.asarray(original))
     for index, mask in masks:
-        restored_mask = restored.layers[index].mask_variable("kernel")
-        np.testing.assert_array_equal(np.asarray(restored_mask), mask)
+        restored_layer = restored.layers[index]
+        np.testing.assert_array_equal(
+            np.asarray(restored_layer.mask_variable("kernel")), mask
+        )
+        kernel = np.asarray(restored_layer.prunable_variable("kernel"))
+        assert np.all(kernel[mask == 0] == 0.0)
+        assert np.all(kernel[mask == 1] != 0.0)
 
 
 def test_mask_model_swaps_in_the_twins_with_ones_masks():

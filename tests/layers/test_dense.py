@@ -1,9 +1,11 @@
 """Tests for `MaskedDense` and `MaskedEinsumDense` (`keras_lth/layers/dense.py`).
 
 Each class is checked against the stock Keras layer it extends: same weights
-plus a ones-initialised `kernel_mask`, the stock output once the mask is
-folded into the kernel, exactly zero gradients at pruned positions, no
-regrowth under Adam or SGD with momentum and weight decay, and lossless
+plus a ones-initialised `kernel_mask`; pruning with `set_mask` stores the
+pruned entries as exact zeros, so the output is the stock output once the mask
+is folded into the kernel; exactly zero gradients at pruned positions; pruned
+weights that stay exactly zero under Adam or SGD with momentum and weight
+decay, also when pruned mid-training with `keras_lth.set_masks`; and lossless
 serialization.
 """
 
@@ -13,6 +15,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_lth
 from keras_lth.layers import MaskedDense
 from keras_lth.layers import MaskedEinsumDense
 
@@ -109,24 +112,38 @@ def _randomize_weights(layer, rng):
 
 
 def _prune_randomly(layer, case, rng):
+    """Prunes every prunable weight at random with `set_mask`.
+
+    Returns the masks and the weights as they were just before pruning, after
+    checking that `set_mask` stored the pruned entries as exact zeros.
+    """
+    dense = {name: np.asarray(layer.prunable_variable(name)) for name in case.prunable}
     masks = {}
     for name in case.prunable:
         masks[name] = _random_mask(tuple(layer.mask_variable(name).shape), rng)
-        layer.mask_variable(name).assign(masks[name])
-    return masks
+        layer.set_mask(name, masks[name])
+    for name, mask in masks.items():
+        stored = np.asarray(layer.prunable_variable(name))
+        np.testing.assert_array_equal(np.asarray(layer.mask_variable(name)), mask)
+        np.testing.assert_array_equal(stored, dense[name] * mask)
+        assert np.all(stored[mask == 0] == 0.0), name
+    return masks, dense
 
 
-def _stock_holding_effective_weights(case, layer, masks):
-    """A stock layer whose weights are the masked layer's `weight * mask`."""
+def _stock_holding(case, layer, values=None):
+    """A stock layer holding the masked layer's stored weights.
+
+    `values` maps weight names to arrays to hold instead.
+    """
+    values = values or {}
     stock = case.stock(**case.kwargs)
     stock.build(case.input_shape)
-    values = []
-    for variable in stock.weights:
-        value = np.asarray(_variable(layer, variable.name))
-        if variable.name in masks:
-            value = value * masks[variable.name]
-        values.append(value)
-    stock.set_weights(values)
+    stock.set_weights(
+        [
+            values.get(v.name, np.asarray(_variable(layer, v.name)))
+            for v in stock.weights
+        ]
+    )
     return stock
 
 
@@ -169,19 +186,22 @@ def test_output_equals_stock_layer_with_masked_weights(case):
     _randomize_weights(layer, rng)
     x = _inputs(case, rng)
 
-    dense_stock = _stock_holding_effective_weights(case, layer, {})
     dense_output = np.asarray(layer(x))
-    np.testing.assert_array_equal(dense_output, np.asarray(dense_stock(x)))
+    np.testing.assert_array_equal(
+        dense_output, np.asarray(_stock_holding(case, layer)(x))
+    )
 
-    masks = _prune_randomly(layer, case, rng)
-    pruned_stock = _stock_holding_effective_weights(case, layer, masks)
+    masks, dense = _prune_randomly(layer, case, rng)
+    # The stock layer holds `weight * mask` computed from the weights as they
+    # were before pruning, not from what `set_mask` stored.
+    folded = {name: dense[name] * mask for name, mask in masks.items()}
+    pruned_stock = _stock_holding(case, layer, folded)
     pruned_output = np.asarray(layer(x))
     np.testing.assert_array_equal(pruned_output, np.asarray(pruned_stock(x)))
     assert not np.array_equal(pruned_output, dense_output)
-    for name, mask in masks.items():
+    for name in masks:
         np.testing.assert_array_equal(
-            np.asarray(layer.masked_weight(name)),
-            np.asarray(_variable(layer, name)) * mask,
+            np.asarray(layer.masked_weight(name)), folded[name]
         )
 
 
@@ -196,35 +216,69 @@ def test_gradient_is_exactly_zero_at_pruned_positions(case):
     rng = np.random.default_rng(2)
     layer = _build(case)
     _randomize_weights(layer, rng)
-    masks = _prune_randomly(layer, case, rng)
+    masks, _ = _prune_randomly(layer, case, rng)
     x = _inputs(case, rng)
     upstream = rng.normal(size=layer(x).shape).astype("float32")
+    stock = _stock_holding(case, layer)
 
-    weights = [layer.prunable_variable(name) for name in case.prunable]
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(layer(x) * upstream)
-    gradients = tape.gradient(loss, weights)
+    def gradients(layer):
+        weights = [_variable(layer, name) for name in case.prunable]
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x) * upstream)
+        return [
+            np.asarray(tf.convert_to_tensor(g)) for g in tape.gradient(loss, weights)
+        ]
 
-    for name, gradient in zip(case.prunable, gradients):
-        gradient = np.asarray(tf.convert_to_tensor(gradient))
-        assert gradient.shape == masks[name].shape
-        assert np.all(gradient[masks[name] == 0] == 0.0), name
-        assert np.any(gradient[masks[name] == 1] != 0.0), name
+    for name, gradient, stock_gradient in zip(
+        case.prunable, gradients(layer), gradients(stock)
+    ):
+        mask = masks[name]
+        assert gradient.shape == mask.shape
+        assert np.all(gradient[mask == 0] == 0.0), name
+        assert np.any(gradient[mask == 1] != 0.0), name
+        # Kept entries get the gradient the stock layer would give them.
+        np.testing.assert_array_equal(gradient, stock_gradient * mask)
 
 
 # No regrowth during training.
-
-STEPS = 4  # 4 samples, batch size 2, 2 epochs.
-SGD_LEARNING_RATE = 0.1
-SGD_WEIGHT_DECAY = 1e-2
 
 
 def _optimizer(name):
     if name == "adam":
         return keras.optimizers.Adam(learning_rate=1e-2)
-    return keras.optimizers.SGD(
-        learning_rate=SGD_LEARNING_RATE, momentum=0.9, weight_decay=SGD_WEIGHT_DECAY
-    )
+    return keras.optimizers.SGD(learning_rate=0.1, momentum=0.9, weight_decay=1e-2)
+
+
+def _slots(optimizer, variable):
+    """The per-entry slots (momentum, Adam's moments) of `variable`.
+
+    Found through the optimizer's own index of its variables, not by name,
+    so that the test does not share `keras_lth.set_masks`'s way of finding them.
+    """
+    index = optimizer._get_variable_index(variable)
+    if isinstance(optimizer, keras.optimizers.Adam):
+        return [optimizer._momentums[index], optimizer._velocities[index]]
+    return [optimizer.momentums[index]]
+
+
+def _prune_half_of_the_rest(mask, rng):
+    """`mask` with half of its kept entries (at least one) pruned too."""
+    kept = np.flatnonzero(mask)
+    assert len(kept) >= 2
+    more = mask.copy()
+    more.flat[rng.choice(kept, size=len(kept) // 2, replace=False)] = 0.0
+    return more
+
+
+def _assert_pruned_entries_stayed_zero(layer, masks, before):
+    for name, mask in masks.items():
+        pruned = mask == 0
+        weight = np.asarray(layer.prunable_variable(name))
+        np.testing.assert_array_equal(np.asarray(layer.mask_variable(name)), mask)
+        assert np.all(weight[pruned] == 0.0), name
+        assert np.all(np.asarray(layer.masked_weight(name))[pruned] == 0.0), name
+        # Training happened on the kept entries.
+        assert np.any(weight[~pruned] != before[name][~pruned]), name
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd_momentum_weight_decay"])
@@ -234,32 +288,46 @@ def test_pruned_weights_never_grow_back(case, optimizer):
     layer = case.masked(**case.kwargs)
     model = keras.Sequential([keras.Input(case.input_shape[1:]), layer])
     _randomize_weights(layer, rng)
-    masks = _prune_randomly(layer, case, rng)
-    before = {name: np.asarray(layer.prunable_variable(name)) for name in masks}
-
     x = rng.normal(size=(4, *case.input_shape[1:])).astype("float32")
     y = rng.normal(size=model(x).shape).astype("float32")
+
+    def stored():
+        return {n: np.asarray(layer.prunable_variable(n)) for n in case.prunable}
+
+    def fit():
+        model.fit(x, y, batch_size=2, shuffle=False, verbose=0)  # 2 steps.
+
+    # Pruned before training: the optimizer has no slots yet.
+    masks, _ = _prune_randomly(layer, case, rng)
     model.compile(optimizer=_optimizer(optimizer), loss="mse")
-    model.fit(x, y, batch_size=2, epochs=2, shuffle=False, verbose=0)
+    before = stored()
+    fit()
+    _assert_pruned_entries_stayed_zero(layer, masks, before)
 
-    for name, mask in masks.items():
-        pruned = mask == 0
-        weight = np.asarray(layer.prunable_variable(name))
-        np.testing.assert_array_equal(np.asarray(layer.mask_variable(name)), mask)
-        assert np.all(np.asarray(layer.masked_weight(name))[pruned] == 0.0)
-        # Training happened on the kept entries...
-        assert np.any(weight[~pruned] != before[name][~pruned])
-        # ...while the pruned ones got no gradient: Adam leaves them alone and
-        # SGD only applies its decoupled weight decay.
-        if optimizer == "adam":
-            np.testing.assert_array_equal(weight[pruned], before[name][pruned])
-        else:
-            decay = (1.0 - SGD_LEARNING_RATE * SGD_WEIGHT_DECAY) ** STEPS
-            np.testing.assert_allclose(
-                weight[pruned], before[name][pruned] * decay, rtol=1e-6
-            )
+    # Pruned further after training, when the slots of the entries about to
+    # be pruned hold nonzero moments: `set_masks` zeroes them too.
+    slots = {n: _slots(model.optimizer, layer.prunable_variable(n)) for n in masks}
+    more = {n: _prune_half_of_the_rest(mask, rng) for n, mask in masks.items()}
+    slots_before = {n: [np.asarray(s) for s in slots[n]] for n in masks}
+    for name, mask in more.items():
+        newly_pruned = (masks[name] == 1) & (mask == 0)
+        assert np.any(newly_pruned), name
+        for slot in slots_before[name]:
+            assert np.any(slot[newly_pruned] != 0.0), name
+    keras_lth.set_masks(model, {f"{layer.name}/{n}": m for n, m in more.items()})
+    for name, mask in more.items():
+        for slot, slot_before in zip(slots[name], slots_before[name]):
+            np.testing.assert_array_equal(np.asarray(slot), slot_before * mask)
+        assert np.all(np.asarray(layer.prunable_variable(name))[mask == 0] == 0.0)
+    before = stored()
+    fit()
+    _assert_pruned_entries_stayed_zero(layer, more, before)
+    for name, mask in more.items():
+        for slot in slots[name]:
+            assert np.all(np.asarray(slot)[mask == 0] == 0.0), name
 
-    stock = _stock_holding_effective_weights(case, layer, masks)
+    # The stored weights are the effective ones.
+    stock = _stock_holding(case, layer)
     np.testing.assert_array_equal(np.asarray(layer(x)), np.asarray(stock(x)))
 
 
@@ -289,7 +357,7 @@ def test_keras_file_round_trip_without_custom_objects(case, tmp_path):
     )
     layer = model.layers[0]
     _randomize_weights(layer, rng)
-    _prune_randomly(layer, case, rng)
+    masks, _ = _prune_randomly(layer, case, rng)
     x = _inputs(case, rng)
 
     path = tmp_path / "model.keras"
@@ -303,11 +371,13 @@ def test_keras_file_round_trip_without_custom_objects(case, tmp_path):
     for original, restored in zip(layer.weights, loaded_layer.weights):
         assert restored.trainable == original.trainable
         np.testing.assert_array_equal(np.asarray(restored), np.asarray(original))
-    for name in case.prunable:
+    for name, mask in masks.items():
         np.testing.assert_array_equal(
-            np.asarray(loaded_layer.mask_variable(name)),
-            np.asarray(layer.mask_variable(name)),
+            np.asarray(loaded_layer.mask_variable(name)), mask
         )
+        loaded_weight = np.asarray(loaded_layer.prunable_variable(name))
+        assert np.all(loaded_weight[mask == 0] == 0.0), name
+        assert np.all(loaded_weight[mask == 1] != 0.0), name
     np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(model(x)))
 
 
@@ -328,4 +398,29 @@ def test_lora_rank_is_accepted(case):
     stock.build(case.input_shape)
     stock.set_weights([np.asarray(_variable(layer, v.name)) for v in stock.weights])
     x = _inputs(case, rng)
+    np.testing.assert_array_equal(np.asarray(layer(x)), np.asarray(stock(x)))
+
+
+@cases
+def test_lora_update_is_masked_in_call(case):
+    # With LoRA the effective kernel is `kernel + scale * a @ b`, and the
+    # low-rank part is not stored in the kernel: it is nonzero at pruned
+    # entries, so `masked_weight` multiplies by the mask instead.
+    rng = np.random.default_rng(6)
+    layer = case.masked(**case.kwargs, lora_rank=2)
+    layer.build(case.input_shape)
+    assert layer.lora_enabled
+    _randomize_weights(layer, rng)  # The bias and both LoRA factors.
+    kernel = _variable(layer, "kernel")
+    kernel.assign(rng.normal(size=kernel.shape).astype("float32"))
+    masks, _ = _prune_randomly(layer, case, rng)
+    mask = masks["kernel"]
+
+    effective = np.asarray(layer.kernel)
+    assert np.all(effective[mask == 0] != 0.0)
+    np.testing.assert_array_equal(
+        np.asarray(layer.masked_weight("kernel")), effective * mask
+    )
+    x = _inputs(case, rng)
+    stock = _stock_holding(case, layer, {"kernel": effective * mask})
     np.testing.assert_array_equal(np.asarray(layer(x)), np.asarray(stock(x)))

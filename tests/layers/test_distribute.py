@@ -65,7 +65,8 @@ DISTRIBUTED_SCENARIO = textwrap.dedent(
         )
         model = keras_lth.mask_model(stock)
         model.compile(
-            optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss="mse"
+            optimizer=keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=1e-2),
+            loss="mse",
         )
 
     result = {"replicas": strategy.num_replicas_in_sync, "layers": {}}
@@ -81,30 +82,71 @@ DISTRIBUTED_SCENARIO = textwrap.dedent(
             "initial": local_values(mask),
         }
 
-    # Prune in cross-replica context, as a callback between epochs would.
+    def random_mask(shape, keep=0.5):
+        mask = (rng.random(shape) < keep).astype("float32")
+        mask.flat[0] = 0.0
+        mask.flat[-1] = 1.0
+        return mask
+
+
+    x = rng.normal(size=(16, 6, 6, 2)).astype("float32")
+    y = rng.normal(size=(16, 2)).astype("float32")
+
+    # Prune before training with `set_mask`, in cross-replica context, as a
+    # callback between epochs would.
     with strategy.scope():
         result["cross_replica"] = tf.distribute.in_cross_replica_context()
         for name in ("conv", "dense"):
             layer = model.get_layer(name)
-            mask = layer.mask_variable("kernel")
-            new_mask = (rng.random(mask.shape) < 0.5).astype("float32")
-            new_mask.flat[0] = 0.0
-            new_mask.flat[-1] = 1.0
-            mask.assign(new_mask)
+            new_mask = random_mask(layer.kernel_mask.shape)
             entry = result["layers"][name]
+            entry["kernel_before_prune"] = local_values(layer.kernel)
+            layer.set_mask("kernel", new_mask)
             entry["assigned"] = new_mask.tolist()
-            entry["after_assign"] = local_values(mask)
-            entry["kernel_before_fit"] = local_values(layer.prunable_variable("kernel"))
+            entry["after_assign"] = local_values(layer.kernel_mask)
+            entry["kernel_after_assign"] = local_values(layer.kernel)
 
-    x = rng.normal(size=(16, 6, 6, 2)).astype("float32")
-    y = rng.normal(size=(16, 2)).astype("float32")
     model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+
+    optimizer = model.optimizer
+    for name in ("conv", "dense"):
+        layer = model.get_layer(name)
+        entry = result["layers"][name]
+        entry["mask_after_fit"] = local_values(layer.kernel_mask)
+        entry["kernel_after_fit"] = local_values(layer.kernel)
+        momentum = optimizer.momentums[optimizer._get_variable_index(layer.kernel)]
+        entry["momentum_distributed"] = isinstance(
+            momentum.value, tf.distribute.DistributedValues
+        )
+        entry["momentum_before_set_masks"] = local_values(momentum)
+
+    # Prune further after training with `keras_lth.set_masks`, which zeroes
+    # the (nonzero) momentum of the newly pruned entries too.
+    with strategy.scope():
+        more = {}
+        for name in ("conv", "dense"):
+            assigned = np.asarray(result["layers"][name]["assigned"], "float32")
+            more[name] = assigned * random_mask(assigned.shape, keep=0.7)
+            result["layers"][name]["more"] = more[name].tolist()
+        keras_lth.set_masks(model, {f"{n}/kernel": m for n, m in more.items()})
 
     for name in ("conv", "dense"):
         layer = model.get_layer(name)
         entry = result["layers"][name]
-        entry["mask_after_fit"] = local_values(layer.mask_variable("kernel"))
-        entry["kernel_after_fit"] = local_values(layer.prunable_variable("kernel"))
+        momentum = optimizer.momentums[optimizer._get_variable_index(layer.kernel)]
+        entry["mask_after_set_masks"] = local_values(layer.kernel_mask)
+        entry["kernel_after_set_masks"] = local_values(layer.kernel)
+        entry["momentum_after_set_masks"] = local_values(momentum)
+
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+
+    for name in ("conv", "dense"):
+        layer = model.get_layer(name)
+        entry = result["layers"][name]
+        momentum = optimizer.momentums[optimizer._get_variable_index(layer.kernel)]
+        entry["mask_after_second_fit"] = local_values(layer.kernel_mask)
+        entry["kernel_after_second_fit"] = local_values(layer.kernel)
+        entry["momentum_after_second_fit"] = local_values(momentum)
 
     # An assign from inside the replicas: the mask aggregates with
     # ONLY_FIRST_REPLICA, so every replica must end up with replica 0's value.
@@ -145,7 +187,7 @@ def distributed():
     result = json.loads(lines[0].removeprefix("RESULT "))
     for entry in result["layers"].values():
         for key, value in entry.items():
-            if key in ("assigned", "initial", "after_assign") or key.endswith("_fit"):
+            if isinstance(value, list) and key != "devices":
                 entry[key] = np.asarray(value, dtype="float32")
     result["replica_context_assign"] = np.asarray(result["replica_context_assign"])
     return result
@@ -172,12 +214,24 @@ def test_masks_are_mirrored_on_both_devices(distributed, name, masked_class):
     np.testing.assert_array_equal(entry["initial"], np.ones_like(entry["initial"]))
 
 
+def _assert_replicas_identical(values):
+    assert values.shape[0] == 2
+    np.testing.assert_array_equal(values[0], values[1])
+
+
 @LAYERS
-def test_cross_replica_assign_reaches_every_replica(distributed, name, masked_class):
+def test_cross_replica_set_mask_reaches_every_replica(distributed, name, masked_class):
     assert distributed["cross_replica"]
     entry = distributed["layers"][name]
+    mask = entry["assigned"]
     for replica_mask in entry["after_assign"]:
-        np.testing.assert_array_equal(replica_mask, entry["assigned"])
+        np.testing.assert_array_equal(replica_mask, mask)
+    # `set_mask` zeroed the pruned entries of the kernel on both replicas.
+    _assert_replicas_identical(entry["kernel_before_prune"])
+    _assert_replicas_identical(entry["kernel_after_assign"])
+    for kernel in entry["kernel_after_assign"]:
+        np.testing.assert_array_equal(kernel, entry["kernel_before_prune"][0] * mask)
+        assert np.all(kernel[mask == 0] == 0.0)
 
 
 @LAYERS
@@ -187,17 +241,58 @@ def test_fit_keeps_replicas_identical_and_pruned_weights_zero(
     entry = distributed["layers"][name]
     mask = entry["assigned"]
     pruned = mask == 0
-    kernel_replica_0, kernel_replica_1 = entry["kernel_after_fit"]
 
     for replica_mask in entry["mask_after_fit"]:
         np.testing.assert_array_equal(replica_mask, mask)
-    np.testing.assert_array_equal(kernel_replica_0, kernel_replica_1)
+    _assert_replicas_identical(entry["kernel_after_fit"])
     for kernel in entry["kernel_after_fit"]:
-        assert np.all((kernel * mask)[pruned] == 0.0)
-    # SGD without weight decay: a pruned entry gets no update at all.
-    before = entry["kernel_before_fit"][0]
-    np.testing.assert_array_equal(kernel_replica_0[pruned], before[pruned])
-    assert np.any(kernel_replica_0[~pruned] != before[~pruned])
+        assert np.all(kernel[pruned] == 0.0)
+    before = entry["kernel_after_assign"][0]
+    assert np.any(entry["kernel_after_fit"][0][~pruned] != before[~pruned])
+
+
+@LAYERS
+def test_set_masks_after_training_zeroes_momentum_on_every_replica(
+    distributed, name, masked_class
+):
+    entry = distributed["layers"][name]
+    more = entry["more"]
+    newly_pruned = (entry["assigned"] == 1) & (more == 0)
+    assert np.any(newly_pruned)
+    assert entry["momentum_distributed"]
+    momentum_before = entry["momentum_before_set_masks"]
+    _assert_replicas_identical(momentum_before)
+    assert np.any(momentum_before[0][newly_pruned] != 0.0)
+
+    for replica_mask in entry["mask_after_set_masks"]:
+        np.testing.assert_array_equal(replica_mask, more)
+    _assert_replicas_identical(entry["kernel_after_set_masks"])
+    for kernel in entry["kernel_after_set_masks"]:
+        np.testing.assert_array_equal(kernel, entry["kernel_after_fit"][0] * more)
+    _assert_replicas_identical(entry["momentum_after_set_masks"])
+    for momentum in entry["momentum_after_set_masks"]:
+        np.testing.assert_array_equal(momentum, momentum_before[0] * more)
+
+
+@LAYERS
+def test_pruned_weights_stay_zero_on_every_replica_after_set_masks(
+    distributed, name, masked_class
+):
+    entry = distributed["layers"][name]
+    more = entry["more"]
+    pruned = more == 0
+
+    for replica_mask in entry["mask_after_second_fit"]:
+        np.testing.assert_array_equal(replica_mask, more)
+    _assert_replicas_identical(entry["kernel_after_second_fit"])
+    _assert_replicas_identical(entry["momentum_after_second_fit"])
+    for kernel, momentum in zip(
+        entry["kernel_after_second_fit"], entry["momentum_after_second_fit"]
+    ):
+        assert np.all(kernel[pruned] == 0.0)
+        assert np.all(momentum[pruned] == 0.0)
+    before = entry["kernel_after_set_masks"][0]
+    assert np.any(entry["kernel_after_second_fit"][0][~pruned] != before[~pruned])
 
 
 def test_replica_context_assign_keeps_the_first_replicas_value(distributed):
@@ -214,6 +309,13 @@ def mixed_policy(request):
     keras.mixed_precision.set_global_policy(request.param)
     yield keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
+
+
+def _random_mask(shape, rng, keep=0.5):
+    mask = (rng.random(shape) < keep).astype("float32")
+    mask.flat[0] = 0.0
+    mask.flat[-1] = 1.0
+    return mask
 
 
 def test_mixed_precision_training_keeps_float32_masks_and_zero_pruned_weights(
@@ -235,36 +337,63 @@ def test_mixed_precision_training_keeps_float32_masks_and_zero_pruned_weights(
         keras_lth.layers.MaskedConv2D,
         keras_lth.layers.MaskedDense,
     ]
-
-    masks, before = [], []
-    for layer in masked:
-        assert layer.dtype_policy.name == mixed_policy.name
-        mask = (rng.random(layer.kernel_mask.shape) < 0.5).astype("float32")
-        mask.flat[0] = 0.0
-        mask.flat[-1] = 1.0
-        layer.mask_variable("kernel").assign(mask)
-        masks.append(mask)
-        before.append(np.asarray(layer.prunable_variable("kernel")))
-
     x = rng.normal(size=(8, 6, 6, 2)).astype("float32")
     y = rng.normal(size=(8, 2)).astype("float32")
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
-    history = model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
-    assert np.all(np.isfinite(history.history["loss"]))
 
-    for layer, mask, kernel_before in zip(masked, masks, before):
-        pruned = mask == 0
-        mask_variable = layer.mask_variable("kernel")
-        kernel = np.asarray(layer.prunable_variable("kernel"))
-        assert mask_variable.dtype == "float32"
-        assert layer.prunable_variable("kernel").dtype == "float32"
-        np.testing.assert_array_equal(np.asarray(mask_variable), mask)
-        assert np.all((kernel * mask)[pruned] == 0.0)
-        assert np.all(np.asarray(layer.masked_weight("kernel"))[pruned] == 0.0)
-        # Adam gives a zero-gradient entry a zero update (even through the
-        # loss scaling of mixed_float16).
-        np.testing.assert_array_equal(kernel[pruned], kernel_before[pruned])
-        assert np.any(kernel[~pruned] != kernel_before[~pruned])
+    def kernels():
+        return [np.asarray(layer.prunable_variable("kernel")) for layer in masked]
+
+    def fit():
+        history = model.fit(x, y, batch_size=4, shuffle=False, verbose=0)  # 2 steps.
+        assert np.all(np.isfinite(history.history["loss"]))
+
+    def check(masks, before):
+        for layer, mask, kernel_before in zip(masked, masks, before):
+            pruned = mask == 0
+            mask_variable = layer.mask_variable("kernel")
+            kernel = np.asarray(layer.prunable_variable("kernel"))
+            assert mask_variable.dtype == "float32"
+            assert layer.prunable_variable("kernel").dtype == "float32"
+            np.testing.assert_array_equal(np.asarray(mask_variable), mask)
+            assert np.all(kernel[pruned] == 0.0)
+            assert np.all(np.asarray(layer.masked_weight("kernel"))[pruned] == 0.0)
+            assert np.any(kernel[~pruned] != kernel_before[~pruned])
+
+    # Pruned before training (even through the loss scaling of mixed_float16,
+    # a pruned entry gets a zero gradient and stays zero).
+    masks = []
+    for layer in masked:
+        assert layer.dtype_policy.name == mixed_policy.name
+        masks.append(_random_mask(layer.kernel_mask.shape, rng))
+    dense = kernels()
+    keras_lth.set_masks(model, {"conv/kernel": masks[0], "dense/kernel": masks[1]})
+    for kernel, kernel_before, mask in zip(kernels(), dense, masks):
+        np.testing.assert_array_equal(kernel, kernel_before * mask)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    before = kernels()
+    fit()
+    check(masks, before)
+
+    # Pruned further after training: `set_masks` reaches the Adam moments
+    # (held by the inner optimizer under mixed_float16's loss scaling).
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    slots = []
+    for layer in masked:
+        index = optimizer._get_variable_index(layer.prunable_variable("kernel"))
+        slots.append([optimizer._momentums[index], optimizer._velocities[index]])
+    more = [mask * _random_mask(mask.shape, rng, keep=0.7) for mask in masks]
+    slots_before = [[np.asarray(slot) for slot in pair] for pair in slots]
+    for pair, mask, mask_more in zip(slots_before, masks, more):
+        newly_pruned = (mask == 1) & (mask_more == 0)
+        for slot in pair:
+            assert np.any(slot[newly_pruned] != 0.0)
+    keras_lth.set_masks(model, {"conv/kernel": more[0], "dense/kernel": more[1]})
+    for pair, pair_before, mask in zip(slots, slots_before, more):
+        for slot, slot_before in zip(pair, pair_before):
+            np.testing.assert_array_equal(np.asarray(slot), slot_before * mask)
+    before = kernels()
+    fit()
+    check(more, before)
 
     conv_out = model.get_layer("conv")(x)
     dense_out = model.get_layer("dense")(model.get_layer("flatten")(conv_out))
