@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_lth._compat import only_first_replica_scope
+
 
 class MaskedLayer:
     """Mixin that adds one non-trainable mask per prunable weight.
@@ -57,19 +59,26 @@ class MaskedLayer:
         self._add_masks()
         if lora_rank:
             self.lora_rank = lora_rank
-            self.enable_lora(lora_rank, lora_alpha=getattr(self, "lora_alpha", None))
+            # `lora_alpha` exists from Keras 3.10 on; before, `enable_lora`
+            # implies alpha == rank, as newer Keras does for `None`.
+            lora_alpha = getattr(self, "lora_alpha", None)
+            if lora_alpha is None:
+                self.enable_lora(lora_rank)
+            else:
+                self.enable_lora(lora_rank, lora_alpha=lora_alpha)
 
     def _add_masks(self):
         for name in self.prunable_weight_names:
             weight = self.prunable_variable(name)
-            mask = self.add_weight(
-                name=f"{name}_mask",
-                shape=weight.shape,
-                initializer="ones",
-                dtype=weight.dtype,
-                trainable=False,
-                aggregation="only_first_replica",
-            )
+            with only_first_replica_scope():
+                mask = self.add_weight(
+                    name=f"{name}_mask",
+                    shape=weight.shape,
+                    initializer="ones",
+                    dtype=weight.dtype,
+                    trainable=False,
+                    aggregation="only_first_replica",
+                )
             setattr(self, f"{name}_mask", mask)
 
     def prunable_variable(self, name):
