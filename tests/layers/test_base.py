@@ -1,4 +1,14 @@
-"""Tests for the `MaskedLayer` mixin and the registry (`keras_lth/layers/base.py`)."""
+"""Tests for the `MaskedLayer` mixin and the registry (`keras_lth/layers/base.py`).
+
+The generic tests run on every masked class (`_cases.CASES`), each checked
+against the stock Keras layer it extends: same weights plus one
+ones-initialised mask per prunable weight; pruning with `set_mask` stores the
+pruned entries as exact zeros, so the output is the stock output once the
+mask is folded into the weight; exactly zero gradients at pruned positions;
+pruned weights that stay exactly zero under Adam or SGD with momentum and
+weight decay, also when pruned mid-training with `keras_lth.set_masks`;
+lossless serialization; and LoRA, whose update is masked in `call`.
+"""
 
 import keras
 import numpy as np
@@ -13,109 +23,12 @@ from keras_lth.layers import MaskedEmbedding
 from keras_lth.layers import MaskedLayer
 from keras_lth.layers import MaskedSeparableConv2D
 from keras_lth.layers import stock_class
+from tests.layers import _cases
+from tests.layers._cases import CASES
+from tests.layers._cases import LORA_CASES
+from tests.layers._cases import SUPPORTED
 
-# The supported stock layers, each with its twin, small arguments, an input
-# shape, and the constructor argument holding each prunable weight's
-# initializer. Written out by hand: it is what the package promises.
-SUPPORTED = [
-    (
-        keras.layers.Dense,
-        "MaskedDense",
-        {"units": 3},
-        (2, 4),
-        {"kernel": "kernel_initializer"},
-    ),
-    (
-        keras.layers.EinsumDense,
-        "MaskedEinsumDense",
-        {"equation": "ab,bc->ac", "output_shape": 3},
-        (2, 4),
-        {"kernel": "kernel_initializer"},
-    ),
-    (
-        keras.layers.Conv1D,
-        "MaskedConv1D",
-        {"filters": 3, "kernel_size": 2},
-        (2, 5, 2),
-        {"kernel": "kernel_initializer"},
-    ),
-    (
-        keras.layers.Conv2D,
-        "MaskedConv2D",
-        {"filters": 3, "kernel_size": 2},
-        (2, 5, 5, 2),
-        {"kernel": "kernel_initializer"},
-    ),
-    (
-        keras.layers.Conv3D,
-        "MaskedConv3D",
-        {"filters": 3, "kernel_size": 2},
-        (2, 3, 3, 3, 2),
-        {"kernel": "kernel_initializer"},
-    ),
-    (
-        keras.layers.Conv1DTranspose,
-        "MaskedConv1DTranspose",
-        {"filters": 3, "kernel_size": 2},
-        (2, 5, 2),
-        {"kernel": "kernel_initializer"},
-    ),
-    (
-        keras.layers.Conv2DTranspose,
-        "MaskedConv2DTranspose",
-        {"filters": 3, "kernel_size": 2},
-        (2, 5, 5, 2),
-        {"kernel": "kernel_initializer"},
-    ),
-    (
-        keras.layers.Conv3DTranspose,
-        "MaskedConv3DTranspose",
-        {"filters": 3, "kernel_size": 2},
-        (2, 3, 3, 3, 2),
-        {"kernel": "kernel_initializer"},
-    ),
-    (
-        keras.layers.DepthwiseConv1D,
-        "MaskedDepthwiseConv1D",
-        {"kernel_size": 2},
-        (2, 5, 2),
-        {"kernel": "depthwise_initializer"},
-    ),
-    (
-        keras.layers.DepthwiseConv2D,
-        "MaskedDepthwiseConv2D",
-        {"kernel_size": 2},
-        (2, 5, 5, 2),
-        {"kernel": "depthwise_initializer"},
-    ),
-    (
-        keras.layers.SeparableConv1D,
-        "MaskedSeparableConv1D",
-        {"filters": 3, "kernel_size": 2},
-        (2, 5, 2),
-        {
-            "depthwise_kernel": "depthwise_initializer",
-            "pointwise_kernel": "pointwise_initializer",
-        },
-    ),
-    (
-        keras.layers.SeparableConv2D,
-        "MaskedSeparableConv2D",
-        {"filters": 3, "kernel_size": 2},
-        (2, 5, 5, 2),
-        {
-            "depthwise_kernel": "depthwise_initializer",
-            "pointwise_kernel": "pointwise_initializer",
-        },
-    ),
-    (
-        keras.layers.Embedding,
-        "MaskedEmbedding",
-        {"input_dim": 10, "output_dim": 4},
-        (2, 3),
-        {"embeddings": "embeddings_initializer"},
-    ),
-]
+cases = _cases.parametrize_cases(CASES)
 
 
 # Registry: MASKED_TWINS, exports, stock_class, serialization registration.
@@ -124,33 +37,34 @@ SUPPORTED = [
 
 
 def test_masked_twins_maps_every_supported_stock_layer_to_its_twin():
-    expected = {stock: getattr(layers, name) for stock, name, *_ in SUPPORTED}
+    expected = {case.stock: case.masked for case in SUPPORTED}
     assert MASKED_TWINS == expected
     assert set(layers.MASKED_LAYERS) == set(expected.values())
     assert len(layers.MASKED_LAYERS) == len(SUPPORTED)
 
 
 def test_every_twin_is_exported_and_extends_its_stock_layer(subtests):
-    for stock, masked_name, _, _, initializers in SUPPORTED:
-        with subtests.test(msg=masked_name):
+    for case in SUPPORTED:
+        with subtests.test(msg=case.name):
+            masked_name = f"Masked{case.name}"
             masked = getattr(layers, masked_name)
             assert masked_name in layers.__all__
             assert masked.__name__ == masked_name
-            assert issubclass(masked, stock)
+            assert issubclass(masked, case.stock)
             assert issubclass(masked, MaskedLayer)
-            assert stock_class(masked) is stock
-            assert tuple(masked.prunable_weight_names) == tuple(initializers)
+            assert stock_class(masked) is case.stock
+            assert tuple(masked.prunable_weight_names) == case.prunable
 
 
 def test_every_twin_is_registered_for_loading_without_custom_objects(subtests):
-    for _, masked_name, kwargs, _, _ in SUPPORTED:
-        with subtests.test(msg=masked_name):
-            masked = getattr(layers, masked_name)
-            registered_name = f"keras_lth>{masked_name}"
+    for case in SUPPORTED:
+        with subtests.test(msg=case.name):
+            masked = case.masked
+            registered_name = f"keras_lth>Masked{case.name}"
             assert keras.saving.get_registered_name(masked) == registered_name
             assert keras.saving.get_registered_object(registered_name) is masked
 
-            layer = masked(**kwargs)
+            layer = masked(**case.kwargs)
             config = keras.saving.serialize_keras_object(layer)
             assert config["registered_name"] == registered_name
             restored = keras.saving.deserialize_keras_object(config)
@@ -175,29 +89,39 @@ def test_stock_class_rejects_classes_that_are_not_keras_layers(not_a_layer):
         stock_class(not_a_layer)
 
 
-# Mask creation and naming.
+# Weights and masks: creation and naming.
 
 
-def test_every_twin_adds_one_ones_mask_per_prunable_weight(subtests):
-    for _, masked_name, kwargs, input_shape, initializers in SUPPORTED:
-        with subtests.test(msg=masked_name):
-            layer = getattr(layers, masked_name)(**kwargs)
-            layer.build(input_shape)
+@cases
+def test_weights_are_the_stock_weights_plus_one_ones_mask_each(case):
+    layer = _cases.build(case)
+    stock = case.stock(**case.kwargs)
+    stock.build(case.input_shape)
 
-            masks = [v for v in layer.weights if v.name.endswith("_mask")]
-            assert [v.name for v in masks] == [f"{name}_mask" for name in initializers]
-            assert [v.path for v in layer.non_trainable_weights] == [
-                v.path for v in masks
-            ]
-            for name in initializers:
-                mask = layer.mask_variable(name)
-                weight = layer.prunable_variable(name)
-                assert getattr(layer, f"{name}_mask") is mask
-                assert mask.path == f"{layer.name}/{name}_mask"
-                assert tuple(mask.shape) == tuple(weight.shape)
-                assert not mask.trainable
-                assert mask.aggregation == "only_first_replica"
-                np.testing.assert_array_equal(np.asarray(mask), np.ones(weight.shape))
+    def names_and_shapes(weights):
+        return [(v.name, tuple(v.shape)) for v in weights]
+
+    assert names_and_shapes(layer.trainable_weights) == names_and_shapes(
+        stock.trainable_weights
+    )
+    # One mask per prunable weight, in their order, and nothing else.
+    assert [v.name for v in layer.non_trainable_weights] == [
+        f"{name}_mask" for name in case.prunable
+    ]
+    assert len(layer.weights) == len(stock.weights) + len(case.prunable)
+
+    for name in case.prunable:
+        weight = _cases.variable(layer, name)
+        mask = _cases.variable(layer, f"{name}_mask")
+        assert layer.mask_variable(name) is mask
+        assert getattr(layer, f"{name}_mask") is mask
+        assert layer.prunable_variable(name) is weight
+        assert mask.path == f"{layer.name}/{name}_mask"
+        assert not mask.trainable
+        assert mask.aggregation == "only_first_replica"
+        assert tuple(mask.shape) == tuple(weight.shape)
+        assert mask.dtype == weight.dtype == "float32"
+        np.testing.assert_array_equal(np.asarray(mask), np.ones(weight.shape))
 
 
 def test_masks_of_different_layers_have_distinct_paths():
@@ -234,15 +158,14 @@ def test_mask_dtype_is_the_weight_variable_dtype(dtype):
 
 
 def test_initializer_for_returns_the_stock_layers_initializer(subtests):
-    for _, masked_name, kwargs, input_shape, initializers in SUPPORTED:
-        with subtests.test(msg=masked_name):
+    for case in SUPPORTED:
+        with subtests.test(msg=case.name):
             arguments = {
                 argument: keras.initializers.Constant(0.5 + i)
-                for i, argument in enumerate(initializers.values())
+                for i, argument in enumerate(case.initializers.values())
             }
-            layer = getattr(layers, masked_name)(**kwargs, **arguments)
-            layer.build(input_shape)
-            for name, argument in initializers.items():
+            layer = _cases.build(case, **arguments)
+            for name, argument in case.initializers.items():
                 initializer = layer.initializer_for(name)
                 assert initializer is arguments[argument]
                 weight = np.asarray(layer.prunable_variable(name))
@@ -260,19 +183,10 @@ def _built_dense():
     return layer
 
 
-def _random_mask(shape, rng):
-    mask = (rng.random(shape) < 0.5).astype("float32")
-    mask.flat[0] = 0.0
-    mask.flat[-1] = 1.0
-    return mask
-
-
-def _built_twin(masked_name, kwargs, input_shape, rng):
+def _built_randomized(case, rng):
     """A built twin whose trainable weights are random and nonzero."""
-    layer = getattr(layers, masked_name)(**kwargs)
-    layer.build(input_shape)
-    for variable in layer.trainable_weights:
-        variable.assign(rng.normal(size=variable.shape).astype("float32"))
+    layer = _cases.build(case)
+    _cases.randomize_weights(layer, rng)
     return layer
 
 
@@ -285,23 +199,17 @@ def _values(layer):
 
 def test_set_mask_stores_pruned_entries_as_zeros(subtests):
     rng = np.random.default_rng(0)
-    for _, masked_name, kwargs, input_shape, initializers in SUPPORTED:
-        with subtests.test(msg=masked_name):
-            layer = _built_twin(masked_name, kwargs, input_shape, rng)
+    for case in SUPPORTED:
+        with subtests.test(msg=case.name):
+            layer = _built_randomized(case, rng)
             before = _values(layer)
-            masks = {
-                name: _random_mask(tuple(layer.mask_variable(name).shape), rng)
-                for name in initializers
-            }
-            for name, mask in masks.items():
-                layer.set_mask(name, mask)
+            # Checks the masks, and the weights times the masks, as stored.
+            masks, _ = _cases.prune_randomly(layer, case, rng)
 
             after = _values(layer)
             for name, mask in masks.items():
                 stored = after[name]
                 np.testing.assert_array_equal(after[f"{name}_mask"], mask)
-                np.testing.assert_array_equal(stored, before[name] * mask)
-                assert np.all(stored[mask == 0] == 0.0)
                 assert np.all(stored[mask == 1] != 0.0)
                 # `call` reads the stored weight as it is.
                 np.testing.assert_array_equal(
@@ -318,7 +226,7 @@ def test_set_mask_casts_the_mask_to_the_mask_dtype(dtype):
     rng = np.random.default_rng(1)
     layer = _built_dense()
     kernel = np.asarray(layer.kernel)
-    mask = _random_mask((4, 3), rng)
+    mask = _cases.random_mask((4, 3), rng)
     layer.set_mask("kernel", mask.astype(dtype))
     assert layer.kernel_mask.dtype == "float32"
     np.testing.assert_array_equal(np.asarray(layer.kernel_mask), mask)
@@ -351,13 +259,10 @@ def test_set_mask_on_an_unbuilt_layer_asks_to_build_it():
 
 def test_set_weights_re_zeroes_pruned_entries(subtests):
     rng = np.random.default_rng(2)
-    for _, masked_name, kwargs, input_shape, initializers in SUPPORTED:
-        with subtests.test(msg=masked_name):
-            layer = _built_twin(masked_name, kwargs, input_shape, rng)
-            masks = {}
-            for name in initializers:
-                masks[name] = _random_mask(tuple(layer.mask_variable(name).shape), rng)
-                layer.set_mask(name, masks[name])
+    for case in SUPPORTED:
+        with subtests.test(msg=case.name):
+            layer = _built_randomized(case, rng)
+            masks, _ = _cases.prune_randomly(layer, case, rng)
 
             # Nonzero everywhere, pruned entries included; the masks as they are.
             new = {
@@ -384,7 +289,7 @@ def test_set_weights_applies_the_masks_it_is_given():
     layer = _built_dense()
     kernel = rng.normal(size=(4, 3)).astype("float32")
     bias = rng.normal(size=(3,)).astype("float32")
-    mask = _random_mask((4, 3), rng)
+    mask = _cases.random_mask((4, 3), rng)
     layer.set_weights([kernel, bias, mask])
     np.testing.assert_array_equal(np.asarray(layer.kernel_mask), mask)
     np.testing.assert_array_equal(np.asarray(layer.kernel), kernel * mask)
@@ -396,17 +301,15 @@ def test_assigning_a_mask_variable_directly_leaves_stale_weights_until_apply_mas
     # stored weight, so a mask assigned without `set_mask` does not prune
     # anything until `apply_masks` (or `set_mask`) zeroes the weight.
     rng = np.random.default_rng(4)
-    layer = _built_twin("MaskedDense", {"units": 3}, (2, 4), rng)
+    case = _cases.BY_NAME["Dense"]
+    layer = _built_randomized(case, rng)
     kernel = np.asarray(layer.kernel)
-    bias = np.asarray(layer.bias)
-    mask = _random_mask((4, 3), rng)
-    x = rng.normal(size=(2, 4)).astype("float32")
+    mask = _cases.random_mask((4, 3), rng)
+    x = case.inputs(rng)
 
     def stock_output(kernel):
-        stock = keras.layers.Dense(3)
-        stock.build((2, 4))
-        stock.set_weights([kernel, bias])
-        return np.asarray(stock(x))
+        # The bias is the layer's, which nothing here changes.
+        return np.asarray(_cases.stock_holding(case, layer, {"kernel": kernel})(x))
 
     layer.kernel_mask.assign(mask)
     np.testing.assert_array_equal(np.asarray(layer.kernel), kernel)
@@ -433,8 +336,8 @@ def test_model_set_weights_needs_set_masks_to_re_zero_pruned_entries():
         [keras.Input((4,)), MaskedDense(5, name="a"), MaskedDense(2, name="b")]
     )
     masks = {
-        "a/kernel": _random_mask((4, 5), rng),
-        "b/kernel": _random_mask((5, 2), rng),
+        "a/kernel": _cases.random_mask((4, 5), rng),
+        "b/kernel": _cases.random_mask((5, 2), rng),
     }
     keras_lth.set_masks(model, masks)
     values = [
@@ -464,7 +367,7 @@ def test_masked_weight_is_the_stored_weight_with_a_masked_gradient():
     rng = np.random.default_rng(6)
     layer = _built_dense()
     kernel = np.asarray(layer.kernel)
-    mask = _random_mask((4, 3), rng)
+    mask = _cases.random_mask((4, 3), rng)
     layer.set_mask("kernel", mask)
     np.testing.assert_array_equal(
         np.asarray(layer.masked_weight("kernel")), kernel * mask
@@ -537,23 +440,194 @@ def test_prunable_variable_of_an_unbuilt_layer_says_it_has_no_weights():
         layer.prunable_variable("kernel")
 
 
+# Mask application and gradients.
+
+
+@cases
+def test_output_equals_stock_layer_with_masked_weights(case):
+    _cases.check_output_equals_stock_layer_with_masked_weights(case)
+
+
+@_cases.requires_tensorflow
+@cases
+def test_gradient_is_exactly_zero_at_pruned_positions(case):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(2)
+    layer = _built_randomized(case, rng)
+    masks, _ = _cases.prune_randomly(layer, case, rng)
+    x = case.inputs(rng)
+    upstream = rng.normal(size=layer(x).shape).astype("float32")
+    stock = _cases.stock_holding(case, layer)
+
+    def gradients(layer):
+        weights = [_cases.variable(layer, name) for name in case.prunable]
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x) * upstream)
+        # Densified, from IndexedSlices for a table.
+        return [
+            np.asarray(tf.convert_to_tensor(g)) for g in tape.gradient(loss, weights)
+        ]
+
+    for name, gradient, stock_gradient in zip(
+        case.prunable, gradients(layer), gradients(stock)
+    ):
+        mask = masks[name]
+        assert gradient.shape == mask.shape
+        assert np.all(gradient[mask == 0] == 0.0), name
+        assert np.any(gradient[mask == 1] != 0.0), name
+        # Kept entries get the gradient the stock layer would give them.
+        np.testing.assert_array_equal(gradient, stock_gradient * mask)
+
+
+@_cases.parametrize_cases(LORA_CASES)
+def test_lora_rank_is_accepted(case):
+    rng = np.random.default_rng(5)
+    layer = _cases.build(case, lora_rank=2)
+    for name in case.prunable:
+        shape = tuple(_cases.variable(layer, name).shape)
+        mask = layer.mask_variable(name)
+        assert tuple(mask.shape) == shape
+        np.testing.assert_array_equal(np.asarray(mask), np.ones(shape))
+
+    stock = _cases.stock_holding(case, layer, lora_rank=2)
+    x = case.inputs(rng)
+    np.testing.assert_array_equal(np.asarray(layer(x)), np.asarray(stock(x)))
+
+
+@_cases.parametrize_cases(LORA_CASES)
+def test_lora_update_is_masked_in_call(case):
+    # With LoRA the effective weight is `weight + scale * a @ b`, and the
+    # low-rank part is not stored in the weight: it is nonzero at pruned
+    # entries, so the layer multiplies by the mask instead.
+    rng = np.random.default_rng(6)
+    layer = _cases.build(case, lora_rank=2)
+    assert layer.lora_enabled
+    _cases.randomize_weights(layer, rng)  # The bias and both LoRA factors.
+    for name in case.prunable:  # Frozen by LoRA, so not randomized above.
+        weight = _cases.variable(layer, name)
+        weight.assign(rng.normal(size=weight.shape).astype("float32"))
+    masks, _ = _cases.prune_randomly(layer, case, rng)
+
+    folded = {}
+    for name, mask in masks.items():
+        effective = np.asarray(getattr(layer, name))
+        assert np.all(effective[mask == 0] != 0.0), name
+        folded[name] = effective * mask
+        np.testing.assert_array_equal(
+            np.asarray(layer.masked_weight(name)), folded[name]
+        )
+    x = case.inputs(rng)
+    stock = _cases.stock_holding(case, layer, folded)
+    np.testing.assert_array_equal(np.asarray(layer(x)), np.asarray(stock(x)))
+
+
+# No regrowth during training.
+
+
+@_cases.OPTIMIZERS
+@cases
+def test_pruned_weights_never_grow_back(case, optimizer):
+    rng = np.random.default_rng(3)
+    layer = case.masked(**case.kwargs)
+    model = keras.Sequential([case.keras_input(), layer])
+    _cases.randomize_weights(layer, rng)
+    x = case.inputs(rng, batch=4)
+    y = rng.normal(size=model(x).shape).astype("float32")
+
+    def stored():
+        return {n: np.asarray(layer.prunable_variable(n)) for n in case.prunable}
+
+    def fit():
+        model.fit(x, y, batch_size=2, shuffle=False, verbose=0)  # 2 steps.
+
+    # Pruned before training: the optimizer has no slots yet.
+    masks, _ = _cases.prune_randomly(layer, case, rng)
+    model.compile(optimizer=_cases.optimizer(optimizer), loss="mse")
+    before = stored()
+    fit()
+    _cases.assert_pruned_entries_stayed_zero(layer, masks, before)
+
+    # Pruned further after training, when the slots of the entries about to
+    # be pruned hold nonzero moments: `set_masks` zeroes them too.
+    slots = {
+        n: _cases.slots(model.optimizer, layer.prunable_variable(n)) for n in masks
+    }
+    more = {n: _cases.prune_half_of_the_rest(mask, rng) for n, mask in masks.items()}
+    slots_before = {n: [np.asarray(s) for s in slots[n]] for n in masks}
+    # Every one of them, unless not every kept entry trains (see `Case`).
+    trained = np.all if case.trains_every_kept_entry else np.any
+    for name, mask in more.items():
+        newly_pruned = (masks[name] == 1) & (mask == 0)
+        assert np.any(newly_pruned), name
+        for slot in slots_before[name]:
+            assert trained(slot[newly_pruned] != 0.0), name
+    keras_lth.set_masks(model, {f"{layer.name}/{n}": m for n, m in more.items()})
+    for name, mask in more.items():
+        for slot, slot_before in zip(slots[name], slots_before[name]):
+            np.testing.assert_array_equal(np.asarray(slot), slot_before * mask)
+        assert np.all(np.asarray(layer.prunable_variable(name))[mask == 0] == 0.0)
+    before = stored()
+    fit()
+    _cases.assert_pruned_entries_stayed_zero(layer, more, before)
+    for name, mask in more.items():
+        for slot in slots[name]:
+            assert np.all(np.asarray(slot)[mask == 0] == 0.0), name
+
+    # The stored weights are the effective ones.
+    stock = _cases.stock_holding(case, layer)
+    np.testing.assert_array_equal(np.asarray(layer(x)), np.asarray(stock(x)))
+
+
 # Saving: the mixin saves every variable, masks included.
+
+
+@cases
+def test_config_round_trip(case):
+    _cases.check_config_round_trip(case)
+
+
+@cases
+def test_keras_file_round_trip_without_custom_objects(case, tmp_path):
+    rng = np.random.default_rng(4)
+    model = keras.Sequential([case.keras_input(), case.masked(**case.kwargs)])
+    layer = model.layers[0]
+    _cases.randomize_weights(layer, rng)
+    masks, _ = _cases.prune_randomly(layer, case, rng)
+    x = case.inputs(rng)
+
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+
+    loaded_layer = loaded.layers[0]
+    assert type(loaded_layer) is case.masked
+    assert loaded_layer.get_config() == layer.get_config()
+    assert [v.name for v in loaded_layer.weights] == [v.name for v in layer.weights]
+    for original, restored in zip(layer.weights, loaded_layer.weights):
+        assert restored.trainable == original.trainable
+        np.testing.assert_array_equal(np.asarray(restored), np.asarray(original))
+    for name, mask in masks.items():
+        loaded_mask = loaded_layer.mask_variable(name)
+        assert not loaded_mask.trainable
+        np.testing.assert_array_equal(np.asarray(loaded_mask), mask)
+        loaded_weight = np.asarray(loaded_layer.prunable_variable(name))
+        assert np.all(loaded_weight[mask == 0] == 0.0), name
+        assert np.all(loaded_weight[mask == 1] != 0.0), name
+    np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(model(x)))
 
 
 def test_own_variables_include_the_masks():
     rng = np.random.default_rng(7)
-    layer = _built_twin(
-        "MaskedSeparableConv2D", {"filters": 3, "kernel_size": 2}, (2, 5, 5, 2), rng
-    )
-    for name in layer.prunable_weight_names:
-        layer.set_mask(name, _random_mask(tuple(layer.mask_variable(name).shape), rng))
+    case = _cases.BY_NAME["SeparableConv2D"]
+    layer = _built_randomized(case, rng)
+    _cases.prune_randomly(layer, case, rng)
 
     store = {}
     layer.save_own_variables(store)
     assert len(store) == len(layer.weights) == 5
 
-    restored = MaskedSeparableConv2D(3, 2)
-    restored.build((2, 5, 5, 2))
+    restored = _cases.build(case)
     restored.load_own_variables(store)
     for original, copy in zip(layer.weights, restored.weights):
         assert copy.name == original.name
@@ -564,9 +638,9 @@ def test_loading_own_variables_zeroes_pruned_entries():
     # A store written while the weights were stale (nonzero at pruned entries,
     # as after assigning a mask variable directly) loads with them zeroed.
     rng = np.random.default_rng(8)
-    layer = _built_twin("MaskedDense", {"units": 3}, (2, 4), rng)
+    layer = _built_randomized(_cases.BY_NAME["Dense"], rng)
     kernel = np.asarray(layer.kernel)
-    mask = _random_mask((4, 3), rng)
+    mask = _cases.random_mask((4, 3), rng)
     layer.kernel_mask.assign(mask)
     store = {}
     layer.save_own_variables(store)
@@ -596,7 +670,7 @@ def test_weights_file_round_trip_keeps_masks(tmp_path):
     masks = []
     for index in (0, 2):
         layer = model.layers[index]
-        mask = _random_mask(tuple(layer.kernel_mask.shape), rng)
+        mask = _cases.random_mask(tuple(layer.kernel_mask.shape), rng)
         layer.set_mask("kernel", mask)
         masks.append((index, mask))
     path = tmp_path / "masked.weights.h5"

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import keras_lth
+from tests.layers import _cases
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
@@ -106,19 +107,24 @@ DISTRIBUTED_SCENARIO = textwrap.dedent(
             entry["after_assign"] = local_values(layer.kernel_mask)
             entry["kernel_after_assign"] = local_values(layer.kernel)
 
-    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    def record(stage):
+        # Each layer's mask, kernel and kernel momentum, one value a replica.
+        optimizer = model.optimizer
+        for name in ("conv", "dense"):
+            layer = model.get_layer(name)
+            entry = result["layers"][name]
+            momentum = optimizer.momentums[optimizer._get_variable_index(layer.kernel)]
+            entry[f"mask_after_{stage}"] = local_values(layer.kernel_mask)
+            entry[f"kernel_after_{stage}"] = local_values(layer.kernel)
+            entry[f"momentum_after_{stage}"] = local_values(momentum)
+            distributed = isinstance(momentum.value, tf.distribute.DistributedValues)
+            entry["momentum_distributed"] = (
+                entry.get("momentum_distributed", True) and distributed
+            )
 
-    optimizer = model.optimizer
-    for name in ("conv", "dense"):
-        layer = model.get_layer(name)
-        entry = result["layers"][name]
-        entry["mask_after_fit"] = local_values(layer.kernel_mask)
-        entry["kernel_after_fit"] = local_values(layer.kernel)
-        momentum = optimizer.momentums[optimizer._get_variable_index(layer.kernel)]
-        entry["momentum_distributed"] = isinstance(
-            momentum.value, tf.distribute.DistributedValues
-        )
-        entry["momentum_before_set_masks"] = local_values(momentum)
+
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    record("fit")
 
     # Prune further after training with `keras_lth.set_masks`, which zeroes
     # the (nonzero) momentum of the newly pruned entries too.
@@ -129,24 +135,10 @@ DISTRIBUTED_SCENARIO = textwrap.dedent(
             more[name] = assigned * random_mask(assigned.shape, keep=0.7)
             result["layers"][name]["more"] = more[name].tolist()
         keras_lth.set_masks(model, {f"{n}/kernel": m for n, m in more.items()})
-
-    for name in ("conv", "dense"):
-        layer = model.get_layer(name)
-        entry = result["layers"][name]
-        momentum = optimizer.momentums[optimizer._get_variable_index(layer.kernel)]
-        entry["mask_after_set_masks"] = local_values(layer.kernel_mask)
-        entry["kernel_after_set_masks"] = local_values(layer.kernel)
-        entry["momentum_after_set_masks"] = local_values(momentum)
+    record("set_masks")
 
     model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
-
-    for name in ("conv", "dense"):
-        layer = model.get_layer(name)
-        entry = result["layers"][name]
-        momentum = optimizer.momentums[optimizer._get_variable_index(layer.kernel)]
-        entry["mask_after_second_fit"] = local_values(layer.kernel_mask)
-        entry["kernel_after_second_fit"] = local_values(layer.kernel)
-        entry["momentum_after_second_fit"] = local_values(momentum)
+    record("second_fit")
 
     # An assign from inside the replicas: the mask aggregates with
     # ONLY_FIRST_REPLICA, so every replica must end up with replica 0's value.
@@ -219,13 +211,30 @@ def _assert_replicas_identical(values):
     np.testing.assert_array_equal(values[0], values[1])
 
 
+def _assert_every_replica_holds(values, expected):
+    assert values.shape[0] == 2
+    for value in values:
+        np.testing.assert_array_equal(value, expected)
+
+
+def _assert_training_kept_pruned_entries_zero(entry, mask, stage, before):
+    """After `stage`: `mask` on every replica, and the same kernel on every
+    replica, zero where pruned and trained elsewhere (it moved from `before`)."""
+    pruned = mask == 0
+    _assert_every_replica_holds(entry[f"mask_after_{stage}"], mask)
+    kernels = entry[f"kernel_after_{stage}"]
+    _assert_replicas_identical(kernels)
+    for kernel in kernels:
+        assert np.all(kernel[pruned] == 0.0)
+    assert np.any(kernels[0][~pruned] != before[~pruned])
+
+
 @LAYERS
 def test_cross_replica_set_mask_reaches_every_replica(distributed, name, masked_class):
     assert distributed["cross_replica"]
     entry = distributed["layers"][name]
     mask = entry["assigned"]
-    for replica_mask in entry["after_assign"]:
-        np.testing.assert_array_equal(replica_mask, mask)
+    _assert_every_replica_holds(entry["after_assign"], mask)
     # `set_mask` zeroed the pruned entries of the kernel on both replicas.
     _assert_replicas_identical(entry["kernel_before_prune"])
     _assert_replicas_identical(entry["kernel_after_assign"])
@@ -239,16 +248,9 @@ def test_fit_keeps_replicas_identical_and_pruned_weights_zero(
     distributed, name, masked_class
 ):
     entry = distributed["layers"][name]
-    mask = entry["assigned"]
-    pruned = mask == 0
-
-    for replica_mask in entry["mask_after_fit"]:
-        np.testing.assert_array_equal(replica_mask, mask)
-    _assert_replicas_identical(entry["kernel_after_fit"])
-    for kernel in entry["kernel_after_fit"]:
-        assert np.all(kernel[pruned] == 0.0)
-    before = entry["kernel_after_assign"][0]
-    assert np.any(entry["kernel_after_fit"][0][~pruned] != before[~pruned])
+    _assert_training_kept_pruned_entries_zero(
+        entry, entry["assigned"], "fit", before=entry["kernel_after_assign"][0]
+    )
 
 
 @LAYERS
@@ -260,18 +262,17 @@ def test_set_masks_after_training_zeroes_momentum_on_every_replica(
     newly_pruned = (entry["assigned"] == 1) & (more == 0)
     assert np.any(newly_pruned)
     assert entry["momentum_distributed"]
-    momentum_before = entry["momentum_before_set_masks"]
+    momentum_before = entry["momentum_after_fit"]
     _assert_replicas_identical(momentum_before)
     assert np.any(momentum_before[0][newly_pruned] != 0.0)
 
-    for replica_mask in entry["mask_after_set_masks"]:
-        np.testing.assert_array_equal(replica_mask, more)
-    _assert_replicas_identical(entry["kernel_after_set_masks"])
-    for kernel in entry["kernel_after_set_masks"]:
-        np.testing.assert_array_equal(kernel, entry["kernel_after_fit"][0] * more)
-    _assert_replicas_identical(entry["momentum_after_set_masks"])
-    for momentum in entry["momentum_after_set_masks"]:
-        np.testing.assert_array_equal(momentum, momentum_before[0] * more)
+    _assert_every_replica_holds(entry["mask_after_set_masks"], more)
+    _assert_every_replica_holds(
+        entry["kernel_after_set_masks"], entry["kernel_after_fit"][0] * more
+    )
+    _assert_every_replica_holds(
+        entry["momentum_after_set_masks"], momentum_before[0] * more
+    )
 
 
 @LAYERS
@@ -280,19 +281,13 @@ def test_pruned_weights_stay_zero_on_every_replica_after_set_masks(
 ):
     entry = distributed["layers"][name]
     more = entry["more"]
-    pruned = more == 0
-
-    for replica_mask in entry["mask_after_second_fit"]:
-        np.testing.assert_array_equal(replica_mask, more)
-    _assert_replicas_identical(entry["kernel_after_second_fit"])
-    _assert_replicas_identical(entry["momentum_after_second_fit"])
-    for kernel, momentum in zip(
-        entry["kernel_after_second_fit"], entry["momentum_after_second_fit"]
-    ):
-        assert np.all(kernel[pruned] == 0.0)
-        assert np.all(momentum[pruned] == 0.0)
-    before = entry["kernel_after_set_masks"][0]
-    assert np.any(entry["kernel_after_second_fit"][0][~pruned] != before[~pruned])
+    _assert_training_kept_pruned_entries_zero(
+        entry, more, "second_fit", before=entry["kernel_after_set_masks"][0]
+    )
+    momenta = entry["momentum_after_second_fit"]
+    _assert_replicas_identical(momenta)
+    for momentum in momenta:
+        assert np.all(momentum[more == 0] == 0.0)
 
 
 def test_replica_context_assign_keeps_the_first_replicas_value(distributed):
@@ -309,13 +304,6 @@ def mixed_policy(request):
     keras.mixed_precision.set_global_policy(request.param)
     yield keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
-
-
-def _random_mask(shape, rng, keep=0.5):
-    mask = (rng.random(shape) < keep).astype("float32")
-    mask.flat[0] = 0.0
-    mask.flat[-1] = 1.0
-    return mask
 
 
 def test_mixed_precision_training_keeps_float32_masks_and_zero_pruned_weights(
@@ -349,22 +337,18 @@ def test_mixed_precision_training_keeps_float32_masks_and_zero_pruned_weights(
 
     def check(masks, before):
         for layer, mask, kernel_before in zip(masked, masks, before):
-            pruned = mask == 0
-            mask_variable = layer.mask_variable("kernel")
-            kernel = np.asarray(layer.prunable_variable("kernel"))
-            assert mask_variable.dtype == "float32"
+            assert layer.mask_variable("kernel").dtype == "float32"
             assert layer.prunable_variable("kernel").dtype == "float32"
-            np.testing.assert_array_equal(np.asarray(mask_variable), mask)
-            assert np.all(kernel[pruned] == 0.0)
-            assert np.all(np.asarray(layer.masked_weight("kernel"))[pruned] == 0.0)
-            assert np.any(kernel[~pruned] != kernel_before[~pruned])
+            _cases.assert_pruned_entries_stayed_zero(
+                layer, {"kernel": mask}, {"kernel": kernel_before}
+            )
 
     # Pruned before training (even through the loss scaling of mixed_float16,
     # a pruned entry gets a zero gradient and stays zero).
     masks = []
     for layer in masked:
         assert layer.dtype_policy.name == mixed_policy.name
-        masks.append(_random_mask(layer.kernel_mask.shape, rng))
+        masks.append(_cases.random_mask(layer.kernel_mask.shape, rng))
     dense = kernels()
     keras_lth.set_masks(model, {"conv/kernel": masks[0], "dense/kernel": masks[1]})
     for kernel, kernel_before, mask in zip(kernels(), dense, masks):
@@ -377,11 +361,10 @@ def test_mixed_precision_training_keeps_float32_masks_and_zero_pruned_weights(
     # Pruned further after training: `set_masks` reaches the Adam moments
     # (held by the inner optimizer under mixed_float16's loss scaling).
     optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
-    slots = []
-    for layer in masked:
-        index = optimizer._get_variable_index(layer.prunable_variable("kernel"))
-        slots.append([optimizer._momentums[index], optimizer._velocities[index]])
-    more = [mask * _random_mask(mask.shape, rng, keep=0.7) for mask in masks]
+    slots = [
+        _cases.slots(optimizer, layer.prunable_variable("kernel")) for layer in masked
+    ]
+    more = [mask * _cases.random_mask(mask.shape, rng, keep=0.7) for mask in masks]
     slots_before = [[np.asarray(slot) for slot in pair] for pair in slots]
     for pair, mask, mask_more in zip(slots_before, masks, more):
         newly_pruned = (mask == 1) & (mask_more == 0)
