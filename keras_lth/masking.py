@@ -281,4 +281,7 @@ def _copy_weights(source, target, bake_masks=False):
             value = variable
             if bake_masks and variable.name in src.prunable_weight_names:
                 value = ops.multiply(variable, src.mask_variable(variable.name))
-            dst_vars[variable.name].assign(value)
+            # A copy, as `set_weights(get_weights())` makes: on JAX, assigning
+            # the variable itself would share its array, and the next jitted
+            # step of either model donates (deletes) it under the other.
+            dst_vars[variable.name].assign(ops.convert_to_numpy(value))

@@ -595,3 +595,22 @@ def test_set_masks_finds_slots_of_layers_whose_paths_collide():
     for key, (layer, name) in prunable_tensors(model).items():
         weights = ops.convert_to_numpy(layer.prunable_variable(name))
         assert np.all(weights[masks[key] == 0] == 0), key
+
+
+def test_copies_share_no_variable_values_with_their_source():
+    # On JAX, a shared array is deleted under one model by the other's next
+    # jitted step (buffer donation).
+    x = np.random.default_rng(0).random((4, 6)).astype("float32")
+    model = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(5), keras.layers.Dense(3)]
+    )
+    masked = mask_model(model)
+    masked.predict(x, verbose=0)
+    plain = strip_masks(masked)
+    plain.predict(x, verbose=0)
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), masked.predict(x, verbose=0), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        plain.predict(x, verbose=0), masked.predict(x, verbose=0), atol=1e-6
+    )
