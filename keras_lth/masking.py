@@ -168,11 +168,14 @@ def set_masks(model, masks):
         raise ValueError(
             f"No masked weight is keyed {unknown}. Known keys: {list(tensors)}"
         )
+    updated = set()
     for key, mask in masks.items():
         layer, name = tensors[key]
-        layer.set_mask(name, mask)
+        layer.set_mask(name, mask)  # Also zeroes the layer's pruned entries.
+        updated.add(id(layer))
     for layer in prunable_layers(model):
-        layer.apply_masks()
+        if id(layer) not in updated:
+            layer.apply_masks()
     _mask_optimizer_slots(model, tensors)
 
 
