@@ -3,6 +3,7 @@
 import copy
 import io
 import json
+import os
 import re
 import warnings
 
@@ -25,6 +26,9 @@ from keras_lth.masking import set_masks
 OUTPUT_LAYER_RATE_FACTOR = 0.5
 
 _STATE_VERSION = 1
+
+#: The file `LotteryTicket(checkpoint_dir=...)` keeps in its folder.
+CHECKPOINT_NAME = "lottery_ticket_state.npz"
 
 
 class LotteryTicket(keras.callbacks.Callback):
@@ -75,7 +79,16 @@ class LotteryTicket(keras.callbacks.Callback):
         mode: `"min"`, `"max"` or `"auto"` (max for accuracy-like names,
             min otherwise). Defaults to `"auto"`.
         seed: Seed for the `"random"` strategy and for `"reinit"`. Defaults
-            to a random seed, kept in `ticket.seed`.
+            to a random seed, kept in `ticket.seed`. Pass one when using
+            `checkpoint_dir`, so that a restarted script has the same settings.
+        checkpoint_dir: Optional folder for crash recovery. At every epoch
+            end the whole run (the model's variables and masks, the
+            optimizer, the rewind point, the round and the results) is saved
+            there atomically, in one file. When `fit` starts and a checkpoint
+            is there, it is restored and `fit` continues after the last
+            finished epoch, so re-running the same script resumes a killed
+            run. A checkpoint saved with other settings, or for another
+            model, is refused with a `ValueError`.
         verbose: `1` prints one line per finished round; `0` is silent.
 
     Attributes:
@@ -115,6 +128,7 @@ class LotteryTicket(keras.callbacks.Callback):
         monitor="val_loss",
         mode="auto",
         seed=None,
+        checkpoint_dir=None,
         verbose=1,
     ):
         super().__init__()
@@ -142,9 +156,11 @@ class LotteryTicket(keras.callbacks.Callback):
             )
         self.monitor = monitor
         self.mode = mode
+        self._seed_given = seed is not None
         self.seed = (
             int(np.random.default_rng().integers(2**31)) if seed is None else seed
         )
+        self.checkpoint_dir = None if checkpoint_dir is None else str(checkpoint_dir)
         self.verbose = verbose
         if self._rewind_kind == "step" and self._rewind_at > 0:
             # A mid-epoch rewind point needs a per-batch hook. Keras runs
@@ -212,8 +228,10 @@ class LotteryTicket(keras.callbacks.Callback):
         # Pruned entries must be stored as zeros (see `MaskedLayer`), even if
         # weights were written since the masks were set.
         set_masks(self.model, {})
+        if not self._loaded and self._checkpoint_path():
+            self._restore_checkpoint()
         if self._loaded:
-            return  # Resuming: the state came from `load_state`.
+            return  # Resuming: the state came from a file.
         self._reset()
         self._initial_kept = {
             key: int(np.sum(mask)) for key, mask in get_masks(self.model).items()
@@ -238,9 +256,12 @@ class LotteryTicket(keras.callbacks.Callback):
         self._history.append((logs, self._optimizer_step() - self._round_start_step))
         if self._rewind_kind == "epoch" and epoch + 1 == self._rewind_at:
             self._snapshot = self._take_snapshot()
-        if (epoch + 1) % self.epochs_per_round:
-            return
-        round_index = epoch // self.epochs_per_round
+        if (epoch + 1) % self.epochs_per_round == 0:
+            self._end_round(epoch // self.epochs_per_round)
+        if self._checkpoint_path():
+            self.save_state(self._checkpoint_path(), include_model=True)
+
+    def _end_round(self, round_index):
         self.results.append(self._round_results(round_index))
         if self.verbose:
             # Printed when the next epoch begins or training ends, so the
@@ -481,13 +502,44 @@ class LotteryTicket(keras.callbacks.Callback):
         """Writes `results` to `path` as CSV, atomically."""
         results_lib.save_results_csv(self.results, path)
 
-    def save_state(self, path):
+    def _checkpoint_path(self):
+        if self.checkpoint_dir is None:
+            return None
+        return os.path.join(self.checkpoint_dir, CHECKPOINT_NAME)
+
+    def _restore_checkpoint(self):
+        path = self._checkpoint_path()
+        if not os.path.exists(path):
+            return
+        live = self.load_state(path)
+        for part, variables in (
+            ("model", self.model.variables),
+            ("optimizer", self.model.optimizer.variables),
+        ):
+            values = live.get(part)
+            shapes = [tuple(v.shape) for v in variables]
+            saved = None if values is None else [tuple(x.shape) for x in values]
+            if saved != shapes:
+                self._loaded = False
+                raise ValueError(
+                    f"The checkpoint '{path}' does not fit this model: its "
+                    f"{part} variables have shapes {saved}, the model's have "
+                    f"{shapes}. Use another `checkpoint_dir` for another model."
+                )
+            for variable, value in zip(variables, values, strict=True):
+                variable.assign(value)
+        # As `keras.callbacks.BackupAndRestore` does: `fit` starts its epoch
+        # loop from here once `on_train_begin` returns.
+        self.model._initial_epoch = self._epochs_done
+
+    def save_state(self, path, include_model=False):
         """Saves the run state needed to continue IMP, atomically.
 
         The state holds the settings, the finished rounds' results, the
         rewind point (weights and optimizer state), the current round's
         epoch logs and the initial weight counts. The model itself (weights,
-        masks, optimizer) is saved separately with `model.save(...)`.
+        masks, optimizer) is saved separately with `model.save(...)`, unless
+        `include_model=True` (what `checkpoint_dir` uses).
 
         To continue, load both and call `fit` from where the run stopped:
 
@@ -516,6 +568,16 @@ class LotteryTicket(keras.callbacks.Callback):
             for part in ("model", "optimizer"):
                 for i, value in enumerate(self._snapshot[part]):
                     arrays[f"{part}_{i}"] = value
+        if include_model:
+            # The live model and optimizer, masks included, in the same file,
+            # so that one atomic rename publishes a consistent checkpoint.
+            _sync_backend_state(self.model)
+            for part, variables in (
+                ("live_model", self.model.variables),
+                ("live_optimizer", self.model.optimizer.variables),
+            ):
+                for i, variable in enumerate(variables):
+                    arrays[f"{part}_{i}"] = ops.convert_to_numpy(variable)
 
         def write(f):
             buffer = io.BytesIO()
@@ -526,6 +588,13 @@ class LotteryTicket(keras.callbacks.Callback):
 
     def load_state(self, path):
         """Loads a state written by `save_state`; `fit` then continues it.
+
+        If this callback was created without a `seed`, it takes the saved
+        run's seed.
+
+        Returns:
+            A dict with the live `"model"` and `"optimizer"` variable values
+            when the state was saved with `include_model=True`, else `None`s.
 
         Raises:
             ValueError: If the file is not a LotteryTicket state, or was saved
@@ -545,6 +614,8 @@ class LotteryTicket(keras.callbacks.Callback):
                 f"expected {_STATE_VERSION}."
             )
         saved = meta["config"]
+        if not self._seed_given and "seed" in saved:
+            self.seed = saved["seed"]  # The run's seed, drawn when it began.
         if saved != self._config():
             diff = {
                 k: (saved.get(k), v)
@@ -562,15 +633,20 @@ class LotteryTicket(keras.callbacks.Callback):
         self._round_start_step = meta["round_start_step"]
         self._initial_kept = meta["initial_kept"]
         self._monitor_used = meta["monitor_used"]
-        if arrays:
-            self._snapshot = {
-                part: [
-                    arrays[f"{part}_{i}"]
-                    for i in range(sum(k.startswith(part + "_") for k in arrays))
-                ]
-                for part in ("model", "optimizer")
-            }
+        parts = {
+            part: [
+                arrays[f"{part}_{i}"]
+                for i in range(sum(k.startswith(part + "_") for k in arrays))
+            ]
+            for part in ("model", "optimizer", "live_model", "live_optimizer")
+        }
+        if parts["model"]:
+            self._snapshot = {"model": parts["model"], "optimizer": parts["optimizer"]}
         self._loaded = True
+        return {
+            "model": parts["live_model"] or None,
+            "optimizer": parts["live_optimizer"] or None,
+        }
 
     @property
     def epochs_done(self):
