@@ -247,7 +247,10 @@ class LotteryTicket(keras.callbacks.Callback):
                 f"`fit` starts at epoch {epoch}, but this LotteryTicket has "
                 f"finished {self._epochs_done} epochs. Pass "
                 f"initial_epoch={self._epochs_done} to `fit` when resuming "
-                "(0 for a new run, after which the state is reset)."
+                "with `load_state` (0 for a new run). With "
+                "`keras.callbacks.BackupAndRestore`, give the LotteryTicket a "
+                "`checkpoint_dir` too and put it after BackupAndRestore in "
+                "`callbacks`, so that its own state is restored."
             )
 
     def on_epoch_end(self, epoch, logs=None):

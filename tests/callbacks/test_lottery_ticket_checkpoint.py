@@ -263,3 +263,77 @@ def test_a_finished_run_is_not_trained_again(tmp_path, digits):
     assert again.results == ticket.results
     for key, mask in lth.get_masks(fresh).items():
         np.testing.assert_array_equal(mask, masks[key])
+
+
+def test_works_beside_backup_and_restore(tmp_path, digits):
+    """`BackupAndRestore` restores the model; the ticket restores IMP on top."""
+    x, y, xv, yv = digits
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 3:  # Inside round 1.
+                raise RuntimeError("preempted")
+
+    def run(callbacks):
+        keras.utils.set_random_seed(3)
+        model = lth.mask_model(
+            keras.Sequential(
+                [
+                    keras.Input((64,)),
+                    keras.layers.Dense(32, activation="relu", name="hidden"),
+                    keras.layers.Dense(10, name="output"),
+                ]
+            )
+        )
+        model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+        model.fit(
+            x,
+            y,
+            validation_data=(xv, yv),
+            batch_size=64,
+            epochs=6,
+            shuffle=False,
+            callbacks=callbacks,
+            verbose=0,
+        )
+        return model
+
+    def ticket():
+        return lth.LotteryTicket(
+            3, 2, rewind="epoch:1", seed=0, verbose=0, checkpoint_dir=tmp_path / "lth"
+        )
+
+    reference_ticket = lth.LotteryTicket(3, 2, rewind="epoch:1", seed=0, verbose=0)
+    reference = run([reference_ticket])
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    with pytest.raises(RuntimeError, match="preempted"):
+        run([backup, ticket(), Crash()])
+    resumed_ticket = ticket()
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    resumed = run([backup, resumed_ticket])
+    assert [r["round"] for r in resumed_ticket.results] == [0, 1, 2]
+    for key, mask in lth.get_masks(reference).items():
+        np.testing.assert_array_equal(lth.get_masks(resumed)[key], mask)
+    for got, want in zip(resumed_ticket.results, reference_ticket.results):
+        assert got["weights_remaining"] == want["weights_remaining"]
+        assert got["best"]["val_loss"] == pytest.approx(want["best"]["val_loss"])
+
+
+def test_backup_and_restore_alone_gets_a_clear_error(tmp_path, digits):
+    x, y = digits[:2]
+    model = _model()
+    model.compile("adam", "sparse_categorical_crossentropy")
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("preempted")
+
+    def callbacks(*extra):
+        backup = keras.callbacks.BackupAndRestore(str(tmp_path))
+        return [backup, lth.LotteryTicket(2, 1, monitor="loss", verbose=0), *extra]
+
+    with pytest.raises(RuntimeError, match="preempted"):
+        model.fit(x, y, epochs=2, callbacks=callbacks(Crash()), verbose=0)
+    with pytest.raises(ValueError, match="checkpoint_dir"):
+        model.fit(x, y, epochs=2, callbacks=callbacks(), verbose=0)
