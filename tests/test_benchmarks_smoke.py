@@ -6,7 +6,11 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "overhead.py"
+pytestmark = pytest.mark.slow  # A subprocess that imports TensorFlow.
+
 ROW = re.compile(r"^(lenet|conv4)\s.*?\s(\d+\.\d+)x\s.*\b(PASS|FAIL)$")
 
 

@@ -146,6 +146,7 @@ def reference(tmp_path_factory):
     return result
 
 
+@pytest.mark.slow
 def test_killed_mid_round_resumes_and_matches_an_uninterrupted_run(tmp_path, reference):
     # A random batch inside round 1 (epochs 2 and 3), not on an epoch's end.
     rng = random.Random()
@@ -169,6 +170,7 @@ def test_killed_mid_round_resumes_and_matches_an_uninterrupted_run(tmp_path, ref
     assert result["masks"] == reference["masks"], f"killed at step {kill_at}"
 
 
+@pytest.mark.slow
 def test_killed_while_writing_the_checkpoint_keeps_the_previous_one(
     tmp_path, reference
 ):

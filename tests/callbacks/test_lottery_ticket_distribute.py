@@ -17,10 +17,13 @@ import keras
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow",
-    reason="tf.distribute needs TensorFlow",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        keras.backend.backend() != "tensorflow",
+        reason="tf.distribute needs TensorFlow",
+    ),
+]
 
 SCENARIO = textwrap.dedent(
     """

@@ -19,10 +19,13 @@ import pytest
 import keras_lth
 from tests.layers import _cases
 
-pytestmark = pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow",
-    reason="tf.distribute and these mixed precision checks need TensorFlow",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        keras.backend.backend() != "tensorflow",
+        reason="tf.distribute and these mixed precision checks need TensorFlow",
+    ),
+]
 
 DISTRIBUTED_SCENARIO = textwrap.dedent(
     """
