@@ -400,7 +400,7 @@ class LotteryTicket(keras.callbacks.Callback):
         ):
             variable.assign(value)
         # Pruned entries are stored as zeros, like `set_masks` leaves them.
-        set_masks(self.model, get_masks(self.model))
+        set_masks(self.model, {})
 
     def _reinitialize(self, round_index):
         for i, (layer, name) in enumerate(prunable_tensors(self.model).values()):
