@@ -1,34 +1,45 @@
 """Atomic file writes: a reader sees the old file or the new one, never half."""
 
+import contextlib
 import os
 import tempfile
 
 
-def atomic_write(path, write):
-    """Calls `write(file)` on a temporary file, then renames it to `path`.
+@contextlib.contextmanager
+def _replacing(path, suffix=""):
+    """Yields a temporary path beside `path`, renamed over it on success.
 
     The temporary file sits in the destination folder, so the final
     `os.replace` is atomic on POSIX and Windows. On any error the temporary
     file is removed and `path` is left as it was.
-
-    Args:
-        path: Destination path.
-        write: Function taking a binary file object open for writing.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=folder)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{os.path.basename(path)}.", suffix=suffix, dir=folder
+    )
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def atomic_write(path, write):
+    """Calls `write(file)` on a temporary file, then renames it to `path`.
+
+    Args:
+        path: Destination path.
+        write: Function taking a binary file object open for writing.
+    """
+    with _replacing(path) as tmp, open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def atomic_write_text(path, text):
@@ -48,18 +59,5 @@ def save_model(model, path, **kwargs):
         path: Destination, ending in `.keras` (or `.h5`).
         **kwargs: Passed on to `model.save`.
     """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    suffix = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{os.path.basename(path)}.", suffix=suffix, dir=folder
-    )
-    os.close(fd)
-    try:
+    with _replacing(path, suffix=os.path.splitext(os.fspath(path))[1]) as tmp:
         model.save(tmp, **kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
