@@ -7,34 +7,18 @@ weights, same batches) once under the strategy and once on one device, and it
 reports both as JSON. The tests assert that the strategy finds the same ticket.
 """
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
-import keras
 import numpy as np
 import pytest
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        keras.backend.backend() != "tensorflow",
-        reason="tf.distribute needs TensorFlow",
-    ),
-]
+from tests.two_cpus import requires_tensorflow
+from tests.two_cpus import run_scenario
+
+pytestmark = [pytest.mark.slow, requires_tensorflow]
 
 SCENARIO = textwrap.dedent(
     """
-    import json
-
-    import tensorflow as tf
-
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2
-    )
 
     import keras
     import numpy as np
@@ -152,25 +136,9 @@ SCENARIO = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory):
+def scenario():
     """What the scenario observed, run once in a fresh process."""
-    script = tmp_path_factory.mktemp("lottery_distribute") / "scenario.py"
-    script.write_text(SCENARIO)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
-    process = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
-    )
-    lines = [line for line in process.stdout.splitlines() if line.startswith("RESULT ")]
-    assert process.returncode == 0 and len(lines) == 1, (
-        f"The distributed scenario failed (exit code {process.returncode}).\n"
-        f"stdout:\n{process.stdout[-3000:]}\nstderr:\n{process.stderr[-6000:]}"
-    )
-    return json.loads(lines[0].removeprefix("RESULT "))
+    return run_scenario(SCENARIO)
 
 
 def test_runs_on_two_replicas(scenario):

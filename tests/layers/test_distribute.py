@@ -6,10 +6,6 @@ this module runs, so the distributed scenario runs once in a fresh Python
 process and reports what it observed as JSON; the tests below assert on it.
 """
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -18,6 +14,7 @@ import pytest
 
 import keras_lth
 from tests.layers import _cases
+from tests.two_cpus import run_scenario
 
 pytestmark = [
     pytest.mark.slow,
@@ -29,14 +26,6 @@ pytestmark = [
 
 DISTRIBUTED_SCENARIO = textwrap.dedent(
     """
-    import json
-
-    import tensorflow as tf
-
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2
-    )
 
     import keras
     import numpy as np
@@ -166,20 +155,7 @@ DISTRIBUTED_SCENARIO = textwrap.dedent(
 @pytest.fixture(scope="module")
 def distributed():
     """What the distributed scenario observed, run once in a fresh process."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
-    process = subprocess.run(
-        [sys.executable, "-c", DISTRIBUTED_SCENARIO],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    lines = [line for line in process.stdout.splitlines() if line.startswith("RESULT ")]
-    assert process.returncode == 0 and len(lines) == 1, (
-        f"The distributed scenario failed (exit code {process.returncode}).\n"
-        f"stdout:\n{process.stdout[-3000:]}\nstderr:\n{process.stderr[-6000:]}"
-    )
-    result = json.loads(lines[0].removeprefix("RESULT "))
+    result = run_scenario(DISTRIBUTED_SCENARIO)
     for entry in result["layers"].values():
         for key, value in entry.items():
             if isinstance(value, list) and key != "devices":
