@@ -5,6 +5,7 @@ import io
 import json
 import os
 import re
+import sys
 import warnings
 
 import keras
@@ -88,7 +89,9 @@ class LotteryTicket(keras.callbacks.Callback):
             is there, it is restored and `fit` continues after the last
             finished epoch, so re-running the same script resumes a killed
             run. A checkpoint saved with other settings, or for another
-            model, is refused with a `ValueError`.
+            model, is refused with a `ValueError`. Not needed beside
+            `keras.callbacks.BackupAndRestore`: placed after it in
+            `callbacks`, the ticket keeps this file in its `backup_dir`.
         verbose: `1` prints one line per finished round; `0` is silent.
 
     Attributes:
@@ -162,11 +165,7 @@ class LotteryTicket(keras.callbacks.Callback):
         )
         self.checkpoint_dir = None if checkpoint_dir is None else str(checkpoint_dir)
         self.verbose = verbose
-        if self._rewind_kind == "step" and self._rewind_at > 0:
-            # A mid-epoch rewind point needs a per-batch hook. Keras runs
-            # batch hooks asynchronously, with no host sync, only when no
-            # callback defines one, so it is attached only when needed.
-            self.on_train_batch_end = self._snapshot_at_step
+        self._backup_dir = None  # Found in `on_train_begin`.
         self._reset()
 
     @property
@@ -195,8 +194,6 @@ class LotteryTicket(keras.callbacks.Callback):
         for name, value in self.__dict__.items():
             if name == "_model":
                 value = None
-            elif name == "on_train_batch_end":
-                value = clone._snapshot_at_step
             else:
                 value = copy.deepcopy(value, memo)
             setattr(clone, name, value)
@@ -222,6 +219,7 @@ class LotteryTicket(keras.callbacks.Callback):
             )
         self._rates = self._tensor_rates(tensors)
         self._check_step_rewind()
+        self._backup_dir = self._find_backup_dir()
         optimizer = self.model.optimizer
         if not optimizer.built:
             optimizer.build(self.model.trainable_variables)
@@ -247,22 +245,32 @@ class LotteryTicket(keras.callbacks.Callback):
                 f"`fit` starts at epoch {epoch}, but this LotteryTicket has "
                 f"finished {self._epochs_done} epochs. Pass "
                 f"initial_epoch={self._epochs_done} to `fit` when resuming "
-                "with `load_state` (0 for a new run). With "
-                "`keras.callbacks.BackupAndRestore`, give the LotteryTicket a "
-                "`checkpoint_dir` too and put it after BackupAndRestore in "
-                "`callbacks`, so that its own state is restored."
+                "with `load_state` (0 for a new run), or give the LotteryTicket "
+                "a `checkpoint_dir` (or a keras.callbacks.BackupAndRestore "
+                "before it in `callbacks`) so that a restarted `fit` restores "
+                "its state."
             )
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
         self._epochs_done = epoch + 1
         self._history.append((logs, self._optimizer_step() - self._round_start_step))
-        if self._rewind_kind == "epoch" and epoch + 1 == self._rewind_at:
+        if self._snapshot is None and self._reached_rewind_point(epoch):
             self._snapshot = self._take_snapshot()
         if (epoch + 1) % self.epochs_per_round == 0:
             self._end_round(epoch // self.epochs_per_round)
         if self._checkpoint_path():
             self.save_state(self._checkpoint_path(), include_model=True)
+
+    def _reached_rewind_point(self, epoch):
+        if self._rewind_kind == "epoch":
+            return epoch + 1 == self._rewind_at
+        # `rewind=k` where k is the last step of an epoch.
+        return (
+            self._rewind_kind == "step"
+            and epoch < self.epochs_per_round
+            and self._round_zero_steps() == self._rewind_at
+        )
 
     def _end_round(self, round_index):
         self.results.append(self._round_results(round_index))
@@ -282,14 +290,18 @@ class LotteryTicket(keras.callbacks.Callback):
             print(self._pending_line)
             self._pending_line = None
 
-    def _snapshot_at_step(self, batch, logs=None):
-        if self._snapshot is not None or self._epochs_done >= self.epochs_per_round:
+    def on_train_batch_begin(self, batch, logs=None):
+        # A mid-epoch rewind point (`rewind=k`) is taken before step k + 1
+        # runs. The step count comes from Python (the steps of the epochs
+        # done, plus `batch`), so no batch reads the device, except the one
+        # at the rewind point. This is a batch *begin* hook on purpose: a
+        # batch *end* hook would turn off Keras's asynchronous dispatch and
+        # bring every step's logs back to the host.
+        if self._snapshot is not None or self._rewind_kind != "step":
             return
-        steps = self.params.get("steps")
-        if steps is None:
-            done = self._optimizer_step(sync=True)
-        else:
-            done = self._epochs_done * steps + batch + 1
+        if self._epochs_done >= self.epochs_per_round:
+            return
+        done = self._round_zero_steps() + batch
         if done == self._rewind_at:
             self._snapshot = self._take_snapshot(sync=True)
         elif done > self._rewind_at:
@@ -299,6 +311,10 @@ class LotteryTicket(keras.callbacks.Callback):
                 "`steps_per_execution` > 1, choose a rewind step that is a "
                 "multiple of it."
             )
+
+    def _round_zero_steps(self):
+        """Optimizer steps of round 0 taken in the epochs done so far."""
+        return self._history[-1][1] if self._history else 0
 
     # ------------------------------------------------------------- rounds
 
@@ -476,9 +492,7 @@ class LotteryTicket(keras.callbacks.Callback):
             return monitor, lambda a, b: a > b
         return monitor, lambda a, b: a < b
 
-    def _optimizer_step(self, sync=False):
-        if sync:
-            _sync_backend_state(self.model)
+    def _optimizer_step(self):
         return int(ops.convert_to_numpy(self.model.optimizer.iterations))
 
     def _round_line(self, row):
@@ -506,9 +520,45 @@ class LotteryTicket(keras.callbacks.Callback):
         results_lib.save_results_csv(self.results, path)
 
     def _checkpoint_path(self):
-        if self.checkpoint_dir is None:
+        folder = self.checkpoint_dir or self._backup_dir
+        if folder is None:
             return None
-        return os.path.join(self.checkpoint_dir, CHECKPOINT_NAME)
+        return os.path.join(folder, CHECKPOINT_NAME)
+
+    def _find_backup_dir(self):
+        """The `backup_dir` of a `BackupAndRestore` in the same `fit`, or None.
+
+        Keras gives a callback no handle on the others in `fit`, so this
+        looks for the `CallbackList` that is calling this one. Its
+        `BackupAndRestore` saves the model only; the ticket keeps its own
+        state in the same folder, which `BackupAndRestore` removes when
+        training ends, so both start afresh on the next `fit`.
+        """
+        frame = sys._getframe(1)
+        while frame is not None:
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, keras.callbacks.CallbackList):
+                break
+            frame = frame.f_back
+        else:
+            return None
+        callbacks = owner.callbacks
+        position = next((i for i, c in enumerate(callbacks) if c is self), None)
+        backups = [
+            (i, c)
+            for i, c in enumerate(callbacks)
+            if isinstance(c, keras.callbacks.BackupAndRestore)
+        ]
+        if not backups or position is None:
+            return None
+        index, backup = backups[0]
+        if index > position:
+            raise ValueError(
+                "The LotteryTicket comes before keras.callbacks.BackupAndRestore "
+                "in `callbacks`, so BackupAndRestore would overwrite the "
+                "model the ticket restores. Put the LotteryTicket after it."
+            )
+        return backup.backup_dir
 
     def _restore_checkpoint(self):
         path = self._checkpoint_path()

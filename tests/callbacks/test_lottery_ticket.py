@@ -358,9 +358,27 @@ def test_callback_is_reusable_and_deep_copyable(digits):
     model = compiled(lth.mask_model(build_model()))
     model.fit(x, y, validation_data=(xv, yv), epochs=2, callbacks=[copied], verbose=0)
     assert [r["round"] for r in copied.results] == [0, 1]  # Reset, not appended.
-    # A late-rewind ticket keeps its per-batch hook bound to the copy.
-    late = copy.deepcopy(lth.LotteryTicket(2, 1, rewind=5))
-    assert late.on_train_batch_end.__self__ is late
+
+
+@pytest.mark.parametrize("rewind", ["init", "reinit", "epoch:1", 5])
+def test_no_rewind_mode_turns_off_async_batch_dispatch(rewind):
+    # A batch *end* hook would make Keras sync the host after every step.
+    ticket = lth.LotteryTicket(2, 1, rewind=rewind)
+    callbacks = keras.callbacks.CallbackList([ticket])
+    assert callbacks._async_train == keras.src.backend.IS_THREAD_SAFE
+
+
+@pytest.mark.parametrize("k", [23, 46])
+def test_late_rewind_to_a_step_at_an_epoch_boundary(digits, k):
+    # 23 steps per epoch: step 23 ends epoch 1, step 46 ends round 0.
+    probe = Probe(2, capture_step=k)
+    _, _, probe = run_imp(digits, rounds=2, epochs=2, rewind=k, probe=probe)
+    start = probe.round_starts[1]
+    assert start["iterations"] == k
+    for key, mask in start["masks"].items():
+        np.testing.assert_array_equal(
+            start["weights"][key], probe.captured["weights"][key] * mask
+        )
 
 
 def test_saved_mid_run_loads_and_continues(digits, tmp_path):

@@ -267,8 +267,10 @@ def test_a_finished_run_is_not_trained_again(tmp_path, digits):
         np.testing.assert_array_equal(mask, masks[key])
 
 
-def test_works_beside_backup_and_restore(tmp_path, digits):
-    """`BackupAndRestore` restores the model; the ticket restores IMP on top."""
+@pytest.mark.parametrize("own_dir", [True, False])
+def test_works_beside_backup_and_restore(tmp_path, digits, own_dir):
+    """`BackupAndRestore` restores the model; the ticket restores IMP on top,
+    from its own `checkpoint_dir` or, without one, from the backup's folder."""
     x, y, xv, yv = digits
 
     class Crash(keras.callbacks.Callback):
@@ -302,7 +304,12 @@ def test_works_beside_backup_and_restore(tmp_path, digits):
 
     def ticket():
         return lth.LotteryTicket(
-            3, 2, rewind="epoch:1", seed=0, verbose=0, checkpoint_dir=tmp_path / "lth"
+            3,
+            2,
+            rewind="epoch:1",
+            seed=0,
+            verbose=0,
+            checkpoint_dir=tmp_path / "lth" if own_dir else None,
         )
 
     reference_ticket = lth.LotteryTicket(3, 2, rewind="epoch:1", seed=0, verbose=0)
@@ -312,7 +319,10 @@ def test_works_beside_backup_and_restore(tmp_path, digits):
         run([backup, ticket(), Crash()])
     resumed_ticket = ticket()
     backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    if not own_dir:
+        assert (tmp_path / "backup" / CHECKPOINT_NAME).exists()
     resumed = run([backup, resumed_ticket])
+    assert not (tmp_path / "backup").exists()  # Removed by BackupAndRestore.
     assert [r["round"] for r in resumed_ticket.results] == [0, 1, 2]
     for key, mask in lth.get_masks(reference).items():
         np.testing.assert_array_equal(lth.get_masks(resumed)[key], mask)
@@ -321,21 +331,11 @@ def test_works_beside_backup_and_restore(tmp_path, digits):
         assert got["best"]["val_loss"] == pytest.approx(want["best"]["val_loss"])
 
 
-def test_backup_and_restore_alone_gets_a_clear_error(tmp_path, digits):
+def test_ticket_before_backup_and_restore_is_refused(tmp_path, digits):
     x, y = digits[:2]
     model = _model()
     model.compile("adam", "sparse_categorical_crossentropy")
-
-    class Crash(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 1:
-                raise RuntimeError("preempted")
-
-    def callbacks(*extra):
-        backup = keras.callbacks.BackupAndRestore(str(tmp_path))
-        return [backup, lth.LotteryTicket(2, 1, monitor="loss", verbose=0), *extra]
-
-    with pytest.raises(RuntimeError, match="preempted"):
-        model.fit(x, y, epochs=2, callbacks=callbacks(Crash()), verbose=0)
-    with pytest.raises(ValueError, match="checkpoint_dir"):
-        model.fit(x, y, epochs=2, callbacks=callbacks(), verbose=0)
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path))
+    ticket = lth.LotteryTicket(2, 1, monitor="loss", verbose=0)
+    with pytest.raises(ValueError, match="after it"):
+        model.fit(x, y, epochs=2, callbacks=[ticket, backup], verbose=0)
