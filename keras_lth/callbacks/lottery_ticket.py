@@ -71,9 +71,37 @@ class LotteryTicket(keras.callbacks.Callback):
         rewind: Where survivors go back to after each pruning step:
             `"init"` (the weights at the start of training, the default),
             an int `k` (the weights after `k` optimizer steps of round 0),
-            `"epoch:K"` (after `K` epochs of round 0), or `"reinit"` (the
+            `"epoch:K"` (after `K` epochs of round 0), `"reinit"` (the
             paper's control: survivors are drawn afresh from each layer's
-            initializer, with a new seed every round).
+            initializer, with a new seed every round), `"lr"` (learning-rate
+            rewinding, Renda et al. 2020: the survivors keep their trained
+            values, BatchNorm statistics are kept, and only the optimizer
+            goes back to its state at the start of training, its step
+            included, so the learning-rate schedule restarts; the moments go
+            back with the step because Adam's bias correction is tied to it),
+            or `"none"` (fine-tuning, the baseline: nothing is reset and the
+            schedule carries on).
+        one_shot: If True, every pruning step prunes round 0's trained
+            weights straight from the dense masks to its target, and each
+            later round trains that ticket once from the rewind point: round
+            `r` is the one-shot ticket with `(1 - rate) ** r` of the weights
+            left (Frankle & Carbin compare it with iterative pruning). With
+            `rounds=2` this is "prune once, train once". Needs a rewind point
+            (not `"lr"` or `"none"`). Defaults to False.
+        early_bird: If True, each round but the last stops as soon as the
+            mask that pruning would give has settled (You et al. 2020): at
+            every epoch end the callback computes that mask, and when its
+            normalised Hamming distance (fraction of prunable weights whose
+            mask entry differs) to each of the previous `early_bird_window`
+            epochs' masks is below `early_bird_distance`, the round ends
+            there and pruning happens. `fit` then stops after the last round,
+            before `total_epochs`. Rows record `epochs` and `epochs_skipped`.
+            Costs one extra read of the weights per epoch. Not with
+            `strategy="random"`. Defaults to False.
+        early_bird_distance: The early-bird threshold, in (0, 1). Defaults
+            to `0.1`.
+        early_bird_window: How many earlier epochs' masks the newest mask is
+            compared with. Defaults to `4`.
         monitor: Logged quantity whose best value in a round marks the
             round's early-stopping point. Defaults to `"val_loss"`. If it is
             never logged, a warning is given and `"loss"` is used.
@@ -102,7 +130,8 @@ class LotteryTicket(keras.callbacks.Callback):
             best, the paper's early-stopping point); `best_step` (optimizer
             steps taken in the round up to the end of that epoch); `best`
             (every logged metric at that epoch); `final` (every logged metric
-            at the round's last epoch); `monitor`.
+            at the round's last epoch); `monitor`; `epochs` (epochs trained
+            in the round) and `epochs_skipped` (saved by `early_bird`).
         total_epochs: The `epochs=` to pass to `fit`.
 
     Example:
@@ -128,6 +157,10 @@ class LotteryTicket(keras.callbacks.Callback):
         strategy="layerwise",
         layer_rates=None,
         rewind="init",
+        one_shot=False,
+        early_bird=False,
+        early_bird_distance=0.1,
+        early_bird_window=4,
         monitor="val_loss",
         mode="auto",
         seed=None,
@@ -153,6 +186,28 @@ class LotteryTicket(keras.callbacks.Callback):
                 f"(round 0 has epochs_per_round={epochs_per_round} epochs). "
                 f"Expected K <= {epochs_per_round}."
             )
+        self.one_shot = bool(one_shot)
+        if self.one_shot and self._rewind_kind in ("lr", "none"):
+            raise ValueError(
+                f"one_shot=True prunes round 0's trained weights and trains "
+                f"each ticket from the rewind point, so it needs a rewind "
+                f"point. Received: rewind={rewind!r}. Use 'init', an int step, "
+                "'epoch:K' or 'reinit'."
+            )
+        self.early_bird = bool(early_bird)
+        if self.early_bird and strategy == "random":
+            raise ValueError(
+                "early_bird=True watches the magnitude-pruning mask settle, "
+                "but strategy='random' draws masks that ignore the weights. "
+                "Use strategy='layerwise' or 'global' with early_bird."
+            )
+        if not 0.0 < early_bird_distance < 1.0:
+            raise ValueError(
+                "Expected `early_bird_distance` in (0, 1). Received: "
+                f"early_bird_distance={early_bird_distance!r}"
+            )
+        self.early_bird_distance = float(early_bird_distance)
+        self.early_bird_window = _check_count(early_bird_window, "early_bird_window")
         if mode not in ("auto", "min", "max"):
             raise ValueError(
                 f"Expected `mode` to be 'auto', 'min' or 'max'. Received: {mode!r}"
@@ -185,6 +240,8 @@ class LotteryTicket(keras.callbacks.Callback):
         self._loaded = False
         self._monitor_used = self.monitor
         self._pending_line = None
+        self._early_bird_masks = []  # Flat masks of this round's last epochs.
+        self._dense = None  # One-shot: round 0's trained weights and masks.
 
     def __deepcopy__(self, memo):
         # keras-tuner deep-copies callbacks for every trial. Copy everything
@@ -234,7 +291,7 @@ class LotteryTicket(keras.callbacks.Callback):
         self._initial_kept = {
             key: int(np.sum(mask)) for key, mask in get_masks(self.model).items()
         }
-        if self._rewind_at == 0:
+        if self._rewind_kind != "none" and self._rewind_at == 0:
             self._snapshot = self._take_snapshot()
         self._round_start_step = self._optimizer_step()
 
@@ -255,21 +312,53 @@ class LotteryTicket(keras.callbacks.Callback):
         logs = dict(logs or {})
         self._epochs_done = epoch + 1
         self._history.append((logs, self._optimizer_step() - self._round_start_step))
-        if self._snapshot is None and self._reached_rewind_point(epoch):
+        round_index = len(self.results)
+        if self._snapshot is None and self._reached_rewind_point():
             self._snapshot = self._take_snapshot()
-        if (epoch + 1) % self.epochs_per_round == 0:
-            self._end_round(epoch // self.epochs_per_round)
+        if len(self._history) == self.epochs_per_round or self._early_bird_stops(
+            round_index
+        ):
+            self._end_round(round_index)
+            if len(self.results) == self.rounds:
+                # Early-bird rounds may leave epochs of `fit` unused.
+                self.model.stop_training = True
         if self._checkpoint_path():
             self.save_state(self._checkpoint_path(), include_model=True)
 
-    def _reached_rewind_point(self, epoch):
+    def _reached_rewind_point(self):
+        if self.results:
+            return False  # The rewind point lies in round 0.
         if self._rewind_kind == "epoch":
-            return epoch + 1 == self._rewind_at
+            return len(self._history) == self._rewind_at
         # `rewind=k` where k is the last step of an epoch.
         return (
-            self._rewind_kind == "step"
-            and epoch < self.epochs_per_round
-            and self._round_zero_steps() == self._rewind_at
+            self._rewind_kind == "step" and self._round_zero_steps() == self._rewind_at
+        )
+
+    def _early_bird_stops(self, round_index):
+        """Whether the mask pruning would give has settled (You et al. 2020).
+
+        The mask that the next pruning step would give now is compared with
+        the ones it would have given at the last `early_bird_window` epoch
+        ends. The round stops early when every normalised Hamming distance
+        (the fraction of prunable weights whose mask entry differs) is below
+        `early_bird_distance`.
+        """
+        if not self.early_bird or round_index + 1 >= self.rounds:
+            return False  # The last round trains the ticket to the end.
+        if self.one_shot and round_index > 0:
+            return False  # One-shot masks all come from round 0's weights.
+        masks = self._next_masks(round_index + 1)
+        window = self._early_bird_masks
+        window.append(np.concatenate([m.ravel() for m in masks.values()]) > 0)
+        del window[: -(self.early_bird_window + 1)]
+        if len(window) <= self.early_bird_window:
+            return False
+        if self._snapshot is None and self._rewind_kind != "none":
+            return False  # Round 0 must reach the rewind point first.
+        newest = window[-1]
+        return all(
+            np.mean(newest != old) < self.early_bird_distance for old in window[:-1]
         )
 
     def _end_round(self, round_index):
@@ -278,6 +367,11 @@ class LotteryTicket(keras.callbacks.Callback):
             # Printed when the next epoch begins or training ends, so the
             # line lands after the progress bar's line for this epoch.
             self._pending_line = self._round_line(self.results[-1])
+        if self.one_shot and round_index == 0:
+            self._dense = {
+                "weights": get_prunable_weights(self.model),
+                "masks": get_masks(self.model),
+            }
         if round_index + 1 < self.rounds:
             self._next_round(round_index + 1)
 
@@ -299,8 +393,8 @@ class LotteryTicket(keras.callbacks.Callback):
         # bring every step's logs back to the host.
         if self._snapshot is not None or self._rewind_kind != "step":
             return
-        if self._epochs_done >= self.epochs_per_round:
-            return
+        if self.results:
+            return  # Round 0 is over.
         done = self._round_zero_steps() + batch
         if done == self._rewind_at:
             self._snapshot = self._take_snapshot(sync=True)
@@ -339,6 +433,8 @@ class LotteryTicket(keras.callbacks.Callback):
             "best": _plain(best_logs),
             "final": _plain(self._history[-1][0]),
             "monitor": monitor,
+            "epochs": len(self._history),
+            "epochs_skipped": self.epochs_per_round - len(self._history),
         }
 
     def _check_pruned_weights_stayed_zero(self, masks):
@@ -356,42 +452,42 @@ class LotteryTicket(keras.callbacks.Callback):
             set_masks(self.model, {})
 
     def _next_round(self, round_index):
-        if self._snapshot is None:
+        if self._snapshot is None and self._rewind_kind != "none":
             raise ValueError(
                 f"Round 0 ended before reaching the rewind point "
                 f"rewind={self.rewind!r}: it ran {self._optimizer_step()} "
                 "optimizer steps. Choose an earlier rewind point."
             )
-        self._prune(round_index)
+        set_masks(self.model, self._next_masks(round_index))
         self._restore_snapshot(round_index)
         self._history = []
+        self._early_bird_masks = []
         self._round_start_step = self._optimizer_step()
 
-    def _prune(self, step):
-        """Pruning step `step` (1-based): cumulative targets, exact counts."""
-        masks = get_masks(self.model)
-        weights = get_prunable_weights(self.model)
+    def _next_masks(self, step):
+        """The masks of pruning step `step` (1-based): cumulative targets,
+        exact counts. One-shot prunes round 0's trained weights straight from
+        its masks to the target."""
+        if self._dense is not None:
+            masks, weights = self._dense["masks"], self._dense["weights"]
+        else:
+            masks = get_masks(self.model)
+            weights = get_prunable_weights(self.model)
         if self.strategy == "global":
             included = {k: m for k, m in masks.items() if self._rates[k] > 0}
             start = sum(self._initial_kept[k] for k in included)
             target = _target(start, self.prune_rate, step)
             alive = sum(int(np.sum(m)) for m in included.values())
             rate = (alive - target) / alive if alive else 0.0
-            new = pruning.prune_global(weights, included, max(rate, 0.0))
-        else:
-            rates = {}
-            for key, mask in masks.items():
-                alive = int(np.sum(mask))
-                target = _target(self._initial_kept[key], self._rates[key], step)
-                rates[key] = max(alive - target, 0) / alive if alive else 0.0
-            new = pruning.prune(
-                weights,
-                masks,
-                rates,
-                strategy=self.strategy,
-                seed=[self.seed, step],
-            )
-        set_masks(self.model, new)
+            return pruning.prune_global(weights, included, max(rate, 0.0))
+        rates = {}
+        for key, mask in masks.items():
+            alive = int(np.sum(mask))
+            target = _target(self._initial_kept[key], self._rates[key], step)
+            rates[key] = max(alive - target, 0) / alive if alive else 0.0
+        return pruning.prune(
+            weights, masks, rates, strategy=self.strategy, seed=[self.seed, step]
+        )
 
     # ---------------------------------------------------- snapshot/restore
 
@@ -406,9 +502,12 @@ class LotteryTicket(keras.callbacks.Callback):
         }
 
     def _restore_snapshot(self, round_index):
-        state = self._model_state()
-        for variable, value in zip(state, self._snapshot["model"], strict=True):
-            variable.assign(value)
+        if self._rewind_kind == "none":
+            return  # Fine-tuning: training goes on from the pruned weights.
+        if self._rewind_kind != "lr":
+            state = self._model_state()
+            for variable, value in zip(state, self._snapshot["model"], strict=True):
+                variable.assign(value)
         if self._rewind_kind == "reinit":
             self._reinitialize(round_index)
         for variable, value in zip(
@@ -582,8 +681,10 @@ class LotteryTicket(keras.callbacks.Callback):
             for variable, value in zip(variables, values, strict=True):
                 variable.assign(value)
         # As `keras.callbacks.BackupAndRestore` does: `fit` starts its epoch
-        # loop from here once `on_train_begin` returns.
-        self.model._initial_epoch = self._epochs_done
+        # loop from here once `on_train_begin` returns. A finished run (which
+        # early-bird rounds may finish before `total_epochs`) trains no more.
+        finished = len(self.results) == self.rounds
+        self.model._initial_epoch = self.total_epochs if finished else self._epochs_done
 
     def save_state(self, path, include_model=False):
         """Saves the run state needed to continue IMP, atomically.
@@ -621,6 +722,12 @@ class LotteryTicket(keras.callbacks.Callback):
             for part in ("model", "optimizer"):
                 for i, value in enumerate(self._snapshot[part]):
                     arrays[f"{part}_{i}"] = value
+        for i, flat in enumerate(self._early_bird_masks):
+            arrays[f"early_bird_{i}"] = flat
+        if self._dense is not None:
+            for part in ("weights", "masks"):
+                for i, value in enumerate(self._dense[part].values()):
+                    arrays[f"dense_{part}_{i}"] = value
         if include_model:
             # The live model and optimizer, masks included, in the same file,
             # so that one atomic rename publishes a consistent checkpoint.
@@ -691,10 +798,25 @@ class LotteryTicket(keras.callbacks.Callback):
                 arrays[f"{part}_{i}"]
                 for i in range(sum(k.startswith(part + "_") for k in arrays))
             ]
-            for part in ("model", "optimizer", "live_model", "live_optimizer")
+            for part in (
+                "model",
+                "optimizer",
+                "live_model",
+                "live_optimizer",
+                "early_bird",
+                "dense_weights",
+                "dense_masks",
+            )
         }
         if parts["model"]:
             self._snapshot = {"model": parts["model"], "optimizer": parts["optimizer"]}
+        self._early_bird_masks = parts["early_bird"]
+        if parts["dense_weights"]:
+            keys = list(self._initial_kept)
+            self._dense = {
+                part: dict(zip(keys, parts[f"dense_{part}"], strict=True))
+                for part in ("weights", "masks")
+            }
         self._loaded = True
         return {
             "model": parts["live_model"] or None,
@@ -714,6 +836,10 @@ class LotteryTicket(keras.callbacks.Callback):
             "strategy": self.strategy,
             "layer_rates": self.layer_rates,
             "rewind": self.rewind,
+            "one_shot": self.one_shot,
+            "early_bird": self.early_bird,
+            "early_bird_distance": self.early_bird_distance,
+            "early_bird_window": self.early_bird_window,
             "monitor": self.monitor,
             "mode": self.mode,
             "seed": self.seed,
@@ -802,9 +928,9 @@ def _check_layer_rates(layer_rates, strategy):
 
 
 def _parse_rewind(rewind):
-    """Returns `(kind, at)`: ("init", 0), ("reinit", 0), ("step", k) or
-    ("epoch", K)."""
-    if rewind in ("init", "reinit"):
+    """Returns `(kind, at)`: ("init", 0), ("reinit", 0), ("step", k),
+    ("epoch", K), ("lr", 0) or ("none", 0)."""
+    if rewind in ("init", "reinit", "lr", "none"):
         return rewind, 0
     if isinstance(rewind, (int, np.integer)) and not isinstance(rewind, bool):
         if rewind < 0:
@@ -816,5 +942,5 @@ def _parse_rewind(rewind):
             return "epoch", int(match.group(1))
     raise ValueError(
         "Expected `rewind` to be 'init', 'reinit', an int number of optimizer "
-        f"steps, or 'epoch:K'. Received: rewind={rewind!r}"
+        f"steps, 'epoch:K', 'lr' or 'none'. Received: rewind={rewind!r}"
     )
