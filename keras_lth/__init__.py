@@ -5,7 +5,9 @@ Make a model prunable with `mask_model`, find a winning ticket with the
 ordinary Keras model back.
 """
 
+from keras_lth import datasets
 from keras_lth import layers
+from keras_lth import models
 from keras_lth import pruning
 from keras_lth._io import save_model
 from keras_lth.callbacks import LotteryTicket
@@ -24,10 +26,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LotteryTicket",
+    "datasets",
     "get_masks",
     "layers",
     "load_results",
     "mask_model",
+    "models",
     "prune",
     "pruning",
     "results_table",
