@@ -14,14 +14,64 @@ All of them share three guarantees:
 * **Deterministic ties.** Weights of equal magnitude are pruned in order of
   their flat index (and, for `"global"`, of the tensors' order in the dict).
 * **Monotone.** A pruned weight (mask 0) stays pruned.
+
+**Block pruning.** With `block=(rows, cols)`, `prune`, `prune_layerwise`,
+`prune_global` and `prune_random` prune whole blocks of weights instead of
+single weights, for sparse inference kernels such as LiteRT's sparse
+FULLY_CONNECTED, which skips whole `(1, 4)` blocks (float) or `(1, 16)` blocks
+(int8) of zeros.
+
+The block is given in LiteRT's orientation: LiteRT stores a FULLY_CONNECTED
+weight as `(out, in)`, so `rows` counts consecutive output units and `cols`
+consecutive input positions, and the `(1, 4)` block is 4 consecutive inputs of
+one output unit. Keras stores a Dense kernel the other way round, as
+`(in, out)`, so on the Keras kernel that block is 4 consecutive entries down
+axis 0 within one column: a `(4, 1)` patch. In general a tensor is read as
+`(..., in, out)`: its last axis is the output, the axis before it the input,
+and any leading axes (the `(kh, kw)` of a convolution kernel) index separate
+matrices that no block spans. This matches the kernels of Dense,
+Conv1D/2D/3D and the pointwise kernel of SeparableConv (`(..., in, out)`); an
+Embedding table `(vocab, dim)` reads as `(in, out)` (a one-hot input times the
+table), and a depthwise kernel `(kh, kw, in, multiplier)` gets blocks along
+`in`. ConvTranspose kernels are stored `(..., out, in)`, so on them blocks run
+along the layer's output channels; pass `block` as a dict to leave them
+unstructured. A 1-D tensor of shape `(n,)` reads as one output unit with `n`
+inputs, `(n, 1)`, and a 0-d tensor as one weight.
+
+* A side that does not divide the tensor's dimension leaves a smaller last
+  block holding the rest (a Dense kernel with 300 inputs and `(1, 16)` blocks
+  has 18 blocks of 16 and one of 12 per output unit), pruned whole like any
+  other block.
+* A block is ranked by its magnitude: the L2 norm of its surviving weights
+  (weights already pruned count as zero). For a `(1, 1)` block that is `|w|`,
+  so `block=(1, 1)` gives exactly the masks of `block=None`.
+* A block is alive while any of its weights is. The exact counts are in
+  blocks: a tensor with `n` surviving blocks asked to lose `rate` of them loses
+  `floor(rate * n + 0.5)` whole blocks, and ties are pruned in order of flat
+  block index (the blocks in C order over `(leading axes, input blocks, output
+  blocks)`, which is also the order of their first weights' flat indices).
+* Masks stay monotone. A block that earlier unstructured pruning left partly
+  pruned is alive, ranked by the norm of its survivors, and when it is pruned
+  all of its weights are; until then its pruned weights stay pruned, so the
+  mask holds a partial block. Start block pruning from masks that are all ones
+  (or were only ever block-pruned with the same block) to get masks for which
+  `is_block_sparse` holds.
+
+**N:M sparsity.** `prune_n_m` keeps at most `n` of every `m` consecutive
+weights along the input axis (the same axis as a block's `cols`), for GPU
+sparse tensor cores (2:4 on NVIDIA Ampere and later). `is_block_sparse`,
+`is_n_m_sparse` and `surviving_blocks` check and count these structures.
 """
 
+import math
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 STRATEGIES = ("layerwise", "global", "random")
 
 
-def prune(weights, masks, rate, *, strategy="layerwise", seed=None):
+def prune(weights, masks, rate, *, strategy="layerwise", seed=None, block=None):
     """Prunes with the named strategy.
 
     Args:
@@ -30,67 +80,97 @@ def prune(weights, masks, rate, *, strategy="layerwise", seed=None):
             weight, 0 prunes it).
         rate: For `"layerwise"` and `"random"`, a float in `[0, 1]` or a dict
             mapping keys to such floats: the fraction of each tensor's
-            surviving weights to prune (keys missing from the dict are not
-            pruned). For `"global"`, one float: the fraction of all surviving
-            weights to prune, below a single magnitude threshold.
+            surviving weights (or blocks) to prune (keys missing from the dict
+            are not pruned). For `"global"`, one float: the fraction of all
+            surviving weights (or blocks) to prune, below a single magnitude
+            threshold.
         strategy: One of `"layerwise"`, `"global"` or `"random"`.
         seed: Seed of the random generator, for `"random"` only.
+        block: `None` to prune single weights, or `(rows, cols)` to prune
+            whole blocks of `rows` output units by `cols` consecutive inputs
+            (LiteRT's orientation; see the module docstring), or a dict
+            mapping keys to such pairs (missing keys and `None` values are
+            pruned weight by weight). For example `(1, 4)` for LiteRT's float
+            sparse kernels and `(1, 16)` for its int8 ones.
 
     Returns:
         A dict with the new masks.
     """
     if strategy == "layerwise":
-        return prune_layerwise(weights, masks, rate)
+        return prune_layerwise(weights, masks, rate, block=block)
     if strategy == "global":
-        return prune_global(weights, masks, rate)
+        return prune_global(weights, masks, rate, block=block)
     if strategy == "random":
-        return prune_random(weights, masks, rate, seed=seed)
+        return prune_random(weights, masks, rate, seed=seed, block=block)
     raise ValueError(
         f"Expected `strategy` to be one of {STRATEGIES}. "
         f"Received: strategy={strategy!r}"
     )
 
 
-def prune_layerwise(weights, masks, rate):
+def prune_layerwise(weights, masks, rate, *, block=None):
     """Prunes each tensor's smallest-magnitude surviving weights.
 
     Tensor `k` loses `floor(rate[k] * surviving[k] + 0.5)` weights: the ones with
-    the smallest `|w|` among those its mask still keeps.
+    the smallest `|w|` among those its mask still keeps. With `block`, it
+    loses that many of its surviving blocks instead: those with the smallest
+    L2 norm.
 
     Args:
         weights: Dict mapping a tensor key to its trained weights.
         masks: Dict with the same keys mapping to the current masks.
         rate: A float in `[0, 1]`, or a dict mapping keys to such floats
             (missing keys are not pruned).
+        block: `None`, a `(rows, cols)` pair in LiteRT's `(out, in)`
+            orientation, or a dict mapping keys to such pairs; see `prune`.
 
     Returns:
         A dict with the new masks.
+
+    Example:
+
+    >>> weights = {"dense/kernel": np.array([[4.0, 1.0], [0.5, 3.0]])}
+    >>> masks = {"dense/kernel": np.ones((2, 2))}
+    >>> prune_layerwise(weights, masks, 0.5)["dense/kernel"]
+    array([[1., 0.],
+           [0., 1.]], dtype=float32)
+    >>> # One block per output unit: its 2 inputs. Norms 4.03 and 3.16.
+    >>> prune_layerwise(weights, masks, 0.5, block=(1, 2))["dense/kernel"]
+    array([[1., 0.],
+           [1., 0.]], dtype=float32)
     """
     weights, masks = _check_inputs(weights, masks)
     rates = _per_tensor_rates(rate, masks)
+    units = _per_tensor_units(block, masks)
     new_masks = {}
     for key, mask in masks.items():
-        survivors = np.flatnonzero(mask)
-        count = _count(rates[key], survivors.size)
-        scores = np.abs(weights[key].ravel()[survivors])
-        _check_finite(key, scores)
+        alive = units[key].alive(mask)
+        count = _count(rates[key], alive.size)
+        scores = units[key].scores(key, weights[key], mask, alive)
         order = np.argsort(scores, kind="stable")
-        new_masks[key] = _drop(mask, survivors[order[:count]])
+        new_masks[key] = units[key].drop(mask, alive[order[:count]])
     return new_masks
 
 
-def prune_global(weights, masks, rate):
+def prune_global(weights, masks, rate, *, block=None):
     """Prunes the smallest-magnitude surviving weights across all tensors.
 
     One magnitude threshold is shared by every tensor in `masks`: exactly
     `floor(rate * total_surviving + 0.5)` weights are pruned, the smallest `|w|`
-    first. To keep a tensor out of the ranking, leave it out of `masks`.
+    first. To keep a tensor out of the ranking, leave it out of `masks`. With
+    `block`, the same holds for the surviving blocks of all tensors, ranked by
+    their L2 norms. Blocks of different sizes (a dict `block`, or the smaller
+    last blocks of a dimension the block does not divide) share the one
+    threshold, so the smaller ones, whose norms sum fewer weights, tend to go
+    first.
 
     Args:
         weights: Dict mapping a tensor key to its trained weights.
         masks: Dict with the same keys mapping to the current masks.
-        rate: A float in `[0, 1]`: the fraction of all surviving weights to
-            prune.
+        rate: A float in `[0, 1]`: the fraction of all surviving weights (or
+            blocks) to prune.
+        block: `None`, a `(rows, cols)` pair in LiteRT's `(out, in)`
+            orientation, or a dict mapping keys to such pairs; see `prune`.
 
     Returns:
         A dict with the new masks.
@@ -102,14 +182,15 @@ def prune_global(weights, masks, rate):
             f"Received: rate={rate!r} of type {type(rate).__name__}"
         )
     _check_rate(rate, "rate")
+    units = _per_tensor_units(block, masks)
     if not masks:
         return {}
     keys = list(masks)
-    survivors = [np.flatnonzero(masks[key]) for key in keys]
-    scores = []
-    for key, alive in zip(keys, survivors):
-        scores.append(np.abs(weights[key].ravel()[alive]))
-        _check_finite(key, scores[-1])
+    survivors = [units[key].alive(masks[key]) for key in keys]
+    scores = [
+        units[key].scores(key, weights[key], masks[key], alive)
+        for key, alive in zip(keys, survivors)
+    ]
     owners = np.concatenate(
         [np.full(alive.size, i) for i, alive in enumerate(survivors)]
     ).astype(np.int64)
@@ -118,16 +199,17 @@ def prune_global(weights, masks, rate):
     count = _count(rate, flat_scores.size)
     pruned = np.argsort(flat_scores, kind="stable")[:count]
     return {
-        key: _drop(masks[key], flat_index[pruned[owners[pruned] == i]])
+        key: units[key].drop(masks[key], flat_index[pruned[owners[pruned] == i]])
         for i, key in enumerate(keys)
     }
 
 
-def prune_random(weights, masks, rate, *, seed=None):
+def prune_random(weights, masks, rate, *, seed=None, block=None):
     """Prunes surviving weights at random: the paper's random-pruning control.
 
     Each tensor loses as many weights as `prune_layerwise` would take from it,
-    chosen uniformly among its survivors.
+    chosen uniformly among its survivors. With `block`, it loses as many
+    blocks, chosen uniformly among its surviving blocks.
 
     Args:
         weights: Dict mapping a tensor key to its weights (only the keys are
@@ -136,20 +218,297 @@ def prune_random(weights, masks, rate, *, seed=None):
         rate: A float in `[0, 1]`, or a dict mapping keys to such floats.
         seed: Seed for `numpy.random.default_rng`; the same seed, masks and
             rates give the same masks.
+        block: `None`, a `(rows, cols)` pair in LiteRT's `(out, in)`
+            orientation, or a dict mapping keys to such pairs; see `prune`.
 
     Returns:
         A dict with the new masks.
     """
     weights, masks = _check_inputs(weights, masks)
     rates = _per_tensor_rates(rate, masks)
+    units = _per_tensor_units(block, masks)
     rng = np.random.default_rng(seed)
     new_masks = {}
     for key, mask in masks.items():
-        survivors = np.flatnonzero(mask)
-        count = _count(rates[key], survivors.size)
-        chosen = rng.choice(survivors, size=count, replace=False)
-        new_masks[key] = _drop(mask, chosen)
+        alive = units[key].alive(mask)
+        count = _count(rates[key], alive.size)
+        chosen = rng.choice(alive, size=count, replace=False)
+        new_masks[key] = units[key].drop(mask, chosen)
     return new_masks
+
+
+def prune_n_m(weights: dict, masks: dict, *, n: int = 2, m: int = 4) -> dict:
+    """Keeps at most `n` of every `m` consecutive weights along the input axis.
+
+    For GPU sparse tensor cores (2:4 on NVIDIA Ampere and later). The groups
+    run along the input axis of each tensor read as `(..., in, out)` (axis 0
+    of a Dense kernel; see the module docstring), one group of `m` consecutive
+    inputs per output unit and leading index, like a `(1, m)` block. A group
+    with `k` surviving weights loses exactly `max(k - n, 0)` of them, the
+    smallest `|w|` first, ties in order of flat index, so the largest `n`
+    survivors stay. Pruned weights stay pruned, and a group that already holds
+    `n` survivors or fewer is left as it is, so applying it again changes
+    nothing. When `m` does not divide the input dimension, the last group of
+    each column is shorter and also keeps at most `n`, so the mask stays valid
+    when the dimension is zero-padded to a multiple of `m`.
+
+    This is a function of its own rather than an option of `prune`: the
+    structure, not a rate, fixes how many weights go, and no strategy applies.
+    Compose it with the others, for example `prune_n_m` once after a last
+    `prune_layerwise`, or after every pruning step of IMP.
+
+    Args:
+        weights: Dict mapping a tensor key to its trained weights.
+        masks: Dict with the same keys mapping to the current masks. Tensors
+            left out of `masks` are left out of the result.
+        n: Positive int: the most weights kept in a group.
+        m: Int `>= n`: the length of a group.
+
+    Returns:
+        A dict with the new masks.
+
+    Example:
+
+    >>> weights = {"dense/kernel": np.array([[1.0], [-4.0], [3.0], [2.0]])}
+    >>> masks = {"dense/kernel": np.ones((4, 1))}
+    >>> prune_n_m(weights, masks, n=2, m=4)["dense/kernel"].ravel()
+    array([0., 1., 1., 0.], dtype=float32)
+    """
+    weights, masks = _check_inputs(weights, masks)
+    n, m = _check_n_m(n, m)
+    new_masks = {}
+    for key, mask in masks.items():
+        groups = _Blocks(mask.shape, (1, m))
+        alive = mask == 1
+        _check_finite(key, np.abs(weights[key][alive]))
+        scores = np.where(alive, np.abs(weights[key].astype(np.float64)), -np.inf)
+        # Padding ranks below every weight; pruned weights tie with it and
+        # stay pruned whatever their rank.
+        grouped = groups.pad(scores, fill=-np.inf)
+        order = np.argsort(grouped, axis=2, kind="stable")
+        ranks = np.empty_like(order)
+        positions = np.arange(m).reshape(1, 1, m, 1, 1)
+        np.put_along_axis(ranks, order, np.broadcast_to(positions, order.shape), 2)
+        new = mask.copy()
+        new *= groups.crop(ranks >= m - n)
+        new_masks[key] = new
+    return new_masks
+
+
+def is_block_sparse(mask: ArrayLike, block: tuple[int, int]) -> bool:
+    """Whether every block of `mask` is either wholly kept or wholly pruned.
+
+    Blocks are read as in block pruning (see the module docstring): `block`
+    is `(rows, cols)` in LiteRT's `(out, in)` orientation, on a tensor read as
+    `(..., in, out)`, with a smaller last block where a side does not divide
+    the dimension.
+
+    Args:
+        mask: Array of any shape; nonzero entries count as kept.
+        block: A `(rows, cols)` pair of positive ints.
+
+    Returns:
+        `True` if no block mixes kept and pruned entries.
+
+    Example:
+
+    >>> is_block_sparse(np.array([[1, 0], [1, 0], [0, 1], [0, 1]]), (1, 2))
+    True
+    >>> is_block_sparse(np.array([[1, 0], [0, 0], [0, 1], [0, 1]]), (1, 2))
+    False
+    """
+    kept, size = _block_counts(mask, _check_block(block, "`block`"))
+    return bool(np.all((kept == 0) | (kept == size)))
+
+
+def is_n_m_sparse(mask: ArrayLike, n: int, m: int) -> bool:
+    """Whether every `m` consecutive entries along the input axis keep `<= n`.
+
+    The groups are those of `prune_n_m`. Pass a stripped kernel to check the
+    weights themselves: their nonzero entries count as kept.
+
+    Args:
+        mask: Array of any shape; nonzero entries count as kept.
+        n: Positive int: the most entries a group may keep.
+        m: Int `>= n`: the length of a group.
+
+    Returns:
+        `True` if no group keeps more than `n` entries.
+
+    Example:
+
+    >>> is_n_m_sparse(np.array([[1], [0], [0], [1], [1], [1], [0], [0]]), 2, 4)
+    True
+    """
+    n, m = _check_n_m(n, m)
+    kept, _ = _block_counts(mask, (1, m))
+    return bool(np.all(kept <= n))
+
+
+def surviving_blocks(mask: ArrayLike, block: tuple[int, int]) -> int:
+    """The number of blocks of `mask` that keep at least one entry.
+
+    This is the `n` that block pruning's exact counts refer to: a tensor asked
+    to lose `rate` of its blocks loses `floor(rate * n + 0.5)` of them. With
+    `block=(1, 1)` it is the number of kept entries.
+
+    Args:
+        mask: Array of any shape; nonzero entries count as kept.
+        block: A `(rows, cols)` pair of positive ints in LiteRT's `(out, in)`
+            orientation.
+
+    Returns:
+        The number of blocks that are still alive.
+    """
+    kept, _ = _block_counts(mask, _check_block(block, "`block`"))
+    return int(np.count_nonzero(kept))
+
+
+class _Weights:
+    """The units of unstructured pruning: single weights, by flat index."""
+
+    def alive(self, mask):
+        return np.flatnonzero(mask)
+
+    def scores(self, key, weights, mask, alive):
+        scores = np.abs(weights.ravel()[alive])
+        _check_finite(key, scores)
+        return scores
+
+    def drop(self, mask, flat_indices):
+        return _drop(mask, flat_indices)
+
+
+class _Blocks:
+    """The blocks of one tensor, by flat block index.
+
+    The tensor is viewed as `(lead, n_in, n_out)`, padded up to whole blocks,
+    and reshaped to `(lead, in blocks, cols, out blocks, rows)`: axes 2 and 4
+    run inside a block, the others index it.
+    """
+
+    def __init__(self, shape, block):
+        self.shape = tuple(shape)
+        self.rows, self.cols = block
+        if len(self.shape) >= 2:
+            lead, n_in, n_out = math.prod(self.shape[:-2]), *self.shape[-2:]
+        else:
+            lead, n_in, n_out = 1, math.prod(self.shape), 1
+        self.view = (lead, n_in, n_out)
+        self.grid = (lead, -(-n_in // self.cols), -(-n_out // self.rows))
+
+    def pad(self, values, fill=0):
+        lead, n_in, n_out = self.view
+        _, blocks_in, blocks_out = self.grid
+        padded = np.full(
+            (lead, blocks_in * self.cols, blocks_out * self.rows),
+            fill,
+            dtype=values.dtype,
+        )
+        padded[:, :n_in, :n_out] = values.reshape(self.view)
+        return padded.reshape(lead, blocks_in, self.cols, blocks_out, self.rows)
+
+    def crop(self, padded):
+        lead, n_in, n_out = self.view
+        _, blocks_in, blocks_out = self.grid
+        full = padded.reshape(lead, blocks_in * self.cols, blocks_out * self.rows)
+        return full[:, :n_in, :n_out].reshape(self.shape)
+
+    def pool(self, values, reduce):
+        """One value per block: `reduce` over the block's weights (padding 0)."""
+        return reduce(self.pad(values), axis=(2, 4)).ravel()
+
+    def spread(self, per_block):
+        """Gives every weight the value of its block."""
+        grid = per_block.reshape(self.grid)[:, :, None, :, None]
+        lead, blocks_in, _, blocks_out, _ = grid.shape
+        shape = (lead, blocks_in, self.cols, blocks_out, self.rows)
+        return self.crop(np.broadcast_to(grid, shape))
+
+    def alive(self, mask):
+        return np.flatnonzero(self.pool(mask, np.max))
+
+    def scores(self, key, weights, mask, alive):
+        kept = mask == 1
+        _check_finite(key, np.abs(weights[kept]))
+        magnitudes = np.where(kept, np.abs(weights.astype(np.float64)), 0.0)
+        # The L2 norm, scaled by each block's largest magnitude so that it
+        # neither overflows nor underflows, and is exactly |w| for one weight.
+        largest = self.pool(magnitudes, np.max)
+        scale = self.spread(np.where(largest > 0, largest, 1.0))
+        norms = largest * np.sqrt(self.pool((magnitudes / scale) ** 2, np.sum))
+        return norms[alive]
+
+    def drop(self, mask, block_indices):
+        keep = np.ones(math.prod(self.grid), dtype=np.float32)
+        keep[block_indices] = 0.0
+        new = mask.copy()  # In place: `*` would turn a 0-d array into a scalar.
+        new *= self.spread(keep)
+        return new
+
+
+def _block_counts(mask, block):
+    """Kept entries and entries of each block of `mask`."""
+    kept = np.asarray(mask) != 0
+    blocks = _Blocks(kept.shape, block)
+    return (
+        blocks.pool(kept.astype(np.int64), np.sum),
+        blocks.pool(np.ones(kept.shape, dtype=np.int64), np.sum),
+    )
+
+
+def _per_tensor_units(block, masks):
+    if isinstance(block, dict):
+        unknown = [key for key in block if key not in masks]
+        if unknown:
+            raise ValueError(
+                f"`block` names tensors that have no mask: {unknown}. "
+                f"Known tensors: {list(masks)}"
+            )
+        blocks = {
+            key: _check_block(
+                block[key],
+                f"`block` for '{key}' (shape {masks[key].shape})",
+            )
+            for key in masks
+            if block.get(key) is not None
+        }
+    elif block is None:
+        blocks = {}
+    else:
+        fixed = _check_block(block, "`block`")
+        blocks = dict.fromkeys(masks, fixed)
+    return {
+        key: _Blocks(mask.shape, blocks[key]) if key in blocks else _Weights()
+        for key, mask in masks.items()
+    }
+
+
+def _check_block(block, what):
+    if (
+        isinstance(block, (tuple, list))
+        and len(block) == 2
+        and all(_is_int(side) and side >= 1 for side in block)
+    ):
+        return int(block[0]), int(block[1])
+    raise ValueError(
+        f"Expected {what} to be a tuple of 2 positive ints (rows along the "
+        "output axis, cols along the input axis, as LiteRT orients a weight), "
+        f"for example (1, 4). Received: {block!r}"
+    )
+
+
+def _check_n_m(n, m):
+    if not (_is_int(n) and _is_int(m) and 1 <= n <= m):
+        raise ValueError(
+            "Expected `n` and `m` to be ints with 1 <= n <= m, for example "
+            f"n=2, m=4. Received: n={n!r}, m={m!r}"
+        )
+    return int(n), int(m)
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _check_inputs(weights, masks):

@@ -6,6 +6,12 @@ Rounding rule under test: a tensor with `n` surviving weights asked to lose a
 fraction `r` of them loses exactly `floor(r * n + 0.5)` weights, i.e. `r * n`
 rounded half *up* (not Python's `round`, which rounds half to even: 5
 survivors at rate 0.5 lose 3, not 2; 1 survivor at rate 0.5 loses 1, not 0).
+
+With `block=(rows, cols)` the same rule holds in blocks: `rows` output units
+by `cols` consecutive inputs (LiteRT's `(out, in)` orientation), on a tensor
+read as `(..., in, out)`, with a smaller last block where a side does not
+divide. A reference computed from coordinates checks the implementation.
+`prune_n_m` keeps the `n` largest survivors of every `m` consecutive inputs.
 """
 
 import copy
@@ -22,6 +28,7 @@ from keras_lth import pruning
 from keras_lth.pruning import prune
 from keras_lth.pruning import prune_global
 from keras_lth.pruning import prune_layerwise
+from keras_lth.pruning import prune_n_m
 from keras_lth.pruning import prune_random
 
 FAST = settings(max_examples=50, deadline=None)
@@ -592,3 +599,674 @@ def test_masks_without_weights(strategy):
 def test_weights_and_masks_must_be_dicts(strategy):
     with pytest.raises(TypeError, match="Received: list and list"):
         prune([np.ones(2)], [np.ones(2)], 0.5, strategy=strategy, seed=0)
+
+
+# --- Blocks: reference helpers ------------------------------------------------
+#
+# The reference finds each weight's block from its coordinates, with no padding
+# or reshaping, independently of the implementation in `keras_lth.pruning`.
+
+# Small sides, so ragged last blocks are common in the <= 6-wide shapes.
+_blocks = st.tuples(st.integers(1, 3), st.integers(1, 4))
+# Powers of two and zero: squares, sums and norms are exact in float64, so
+# blocks of equal norm tie exactly.
+_dyadic = st.sampled_from([-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0])
+
+
+def block_index(shape, block):
+    """The flat block index of every weight of a tensor of `shape`."""
+    rows, cols = block
+    if len(shape) >= 2:
+        lead, n_in, n_out = math.prod(shape[:-2]), shape[-2], shape[-1]
+    else:
+        lead, n_in, n_out = 1, math.prod(shape), 1
+    lead_i, in_i, out_i = np.indices((lead, n_in, n_out))
+    in_blocks, out_blocks = -(-n_in // cols), -(-n_out // rows)
+    index = (lead_i * in_blocks + in_i // cols) * out_blocks + out_i // rows
+    return index.reshape(shape)
+
+
+def blocks_of(shape, block):
+    """`{block index: flat indices of its weights}` for every block."""
+    index = block_index(shape, block).ravel()
+    return {b: np.flatnonzero(index == b) for b in np.unique(index).tolist()}
+
+
+def live_blocks(mask, block):
+    """Indices of the blocks that keep at least one weight, in order."""
+    flat = np.asarray(mask).ravel()
+    return [b for b, ix in blocks_of(np.shape(mask), block).items() if flat[ix].any()]
+
+
+def block_norms(weights, mask, block):
+    """`{block index: L2 norm of its surviving weights}`, in float64."""
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    alive = np.asarray(mask).ravel() == 1
+    return {
+        b: math.sqrt(sum(w[i] ** 2 for i in ix if alive[i]))
+        for b, ix in blocks_of(np.shape(mask), block).items()
+    }
+
+
+def pruned_blocks(old_mask, new_mask, block):
+    """Blocks alive in `old_mask` and wholly pruned in `new_mask`, in order."""
+    after = set(live_blocks(new_mask, block))
+    return [b for b in live_blocks(old_mask, block) if b not in after]
+
+
+def assert_whole_blocks(old_mask, new_mask, block):
+    """Each block is either untouched or wholly pruned; nothing grew back."""
+    old, new = np.asarray(old_mask).ravel(), np.asarray(new_mask).ravel()
+    assert np.all(new <= old)
+    for ix in blocks_of(np.shape(old_mask), block).values():
+        assert np.array_equal(new[ix], old[ix]) or not new[ix].any()
+
+
+@st.composite
+def block_tensor_dicts(draw, values=_values, structured=False, min_size=1):
+    """`(weights, masks, block)`. `structured` masks keep or prune whole blocks."""
+    block = draw(_blocks)
+    names = ["dense/kernel", "conv/kernel", "sep/depthwise_kernel", "emb/embeddings"]
+    keys = draw(
+        st.lists(st.sampled_from(names), min_size=min_size, max_size=4, unique=True)
+    )
+    weights, masks = {}, {}
+    for key in keys:
+        shape = draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=6))
+        dtype = draw(st.sampled_from([np.float32, np.float64]))
+        weights[key] = draw(hnp.arrays(dtype, shape, elements=values))
+        if structured:
+            index = block_index(shape, block)
+            keep = draw(
+                hnp.arrays(
+                    np.float32,
+                    int(index.max()) + 1 if index.size else 0,
+                    elements=st.sampled_from([0.0, 1.0]),
+                )
+            )
+            masks[key] = keep[index] if index.size else np.zeros(shape, np.float32)
+        else:
+            masks[key] = draw(
+                hnp.arrays(np.float32, shape, elements=st.sampled_from([0.0, 1.0]))
+            )
+    return weights, masks, block
+
+
+def test_reference_block_index_example():
+    # A Dense kernel (in=6, out=2) with LiteRT (1, 4) blocks: per output unit
+    # (column), inputs 0-3 form one block and the ragged inputs 4-5 another.
+    np.testing.assert_array_equal(
+        block_index((6, 2), (1, 4)), [[0, 1]] * 4 + [[2, 3]] * 2
+    )
+    # A (2, 1) block groups 2 output units for each single input.
+    np.testing.assert_array_equal(block_index((2, 3), (2, 1)), [[0, 0, 1], [2, 2, 3]])
+
+
+# --- Blocks: orientation and definitions --------------------------------------
+
+
+def test_block_runs_along_the_input_axis_of_a_dense_kernel():
+    # Keras Dense kernel (in=8, out=2). LiteRT's (1, 4) block is 4 consecutive
+    # inputs of one output unit: a (4, 1) patch down axis 0.
+    kernel = np.array(
+        [[1.0, 9.0], [1.0, 9.0], [1.0, 9.0], [1.0, 9.0]]
+        + [[5.0, 0.1], [5.0, 0.1], [5.0, 0.1], [5.0, 0.1]]
+    )
+    new = prune_layerwise({"k": kernel}, {"k": np.ones((8, 2))}, 0.5, block=(1, 4))
+    # 4 blocks, norms 2, 18, 10 and 0.2: the 2 smallest go.
+    expected = np.array([[0.0, 1.0]] * 4 + [[1.0, 0.0]] * 4)
+    np.testing.assert_array_equal(new["k"], expected)
+    assert pruning.is_block_sparse(new["k"], (1, 4))
+    # The transposed reading, (4, 1) in LiteRT terms, is another structure.
+    assert not pruning.is_block_sparse(new["k"], (4, 1))
+
+
+def test_block_rows_run_along_the_output_axis():
+    # Kernel (in=1, out=4): (2, 1) blocks pair output units 0-1 and 2-3.
+    kernel = np.array([[1.0, 1.0, 3.0, 0.5]])
+    new = prune_layerwise({"k": kernel}, {"k": np.ones((1, 4))}, 0.5, block=(2, 1))
+    np.testing.assert_array_equal(new["k"], [[0.0, 0.0, 1.0, 1.0]])
+
+
+def test_conv_kernel_blocks_run_along_input_channels_per_position():
+    # (kh, kw, in, out) = (1, 2, 4, 1): one (1, 2) block pair per position.
+    kernel = np.array([1.0, 1.0, 3.0, 3.0, 2.0, 2.0, 0.1, 0.1]).reshape(1, 2, 4, 1)
+    new = prune_layerwise(
+        {"conv/kernel": kernel},
+        {"conv/kernel": np.ones_like(kernel)},
+        0.5,
+        block=(1, 2),
+    )
+    np.testing.assert_array_equal(new["conv/kernel"].ravel(), [0, 0, 1, 1, 1, 1, 0, 0])
+
+
+def test_ragged_last_block_is_its_own_block():
+    # 6 inputs with (1, 4) blocks: one block of 4 and one of 2 per output.
+    kernel = np.array([[3.0], [3.0], [3.0], [3.0], [1.0], [1.0]])
+    masks = {"k": np.ones((6, 1))}
+    assert pruning.surviving_blocks(masks["k"], (1, 4)) == 2
+    new = prune_layerwise({"k": kernel}, masks, 0.5, block=(1, 4))
+    np.testing.assert_array_equal(new["k"].ravel(), [1, 1, 1, 1, 0, 0])
+    # A block wider than the dimension is the whole column.
+    new = prune_layerwise({"k": kernel}, masks, 0.5, block=(1, 16))
+    np.testing.assert_array_equal(new["k"].ravel(), [0] * 6)
+
+
+def test_one_and_zero_dimensional_tensors():
+    # (n,) reads as (n, 1): `cols` groups consecutive entries, `rows` is moot.
+    weights = {"v": np.array([1.0, 1.0, 5.0, 5.0, 2.0]), "s": np.array(7.0)}
+    masks = {"v": np.ones(5), "s": np.array(1.0)}
+    new = prune_layerwise(weights, masks, 0.5, block=(3, 2))
+    # Blocks [1, 1], [5, 5] and the ragged [2]: 2 of the 3 go.
+    np.testing.assert_array_equal(new["v"], [0, 0, 1, 1, 0])
+    assert new["s"].shape == () and new["s"] == 0.0  # 1 block at 0.5 -> 1 pruned
+
+
+def test_partially_pruned_block_is_alive_and_ranked_by_its_survivors():
+    kernel = np.array([[9.0], [1.0], [2.0], [2.0]])
+    # Block 0 (inputs 0-1) already lost its 9; its survivors have norm 1.
+    masks = {"k": np.array([[0.0], [1.0], [1.0], [1.0]])}
+    assert pruning.surviving_blocks(masks["k"], (1, 2)) == 2
+    new = prune_layerwise({"k": kernel}, masks, 0.5, block=(1, 2))
+    np.testing.assert_array_equal(new["k"].ravel(), [0, 0, 1, 1])
+    # Unpruned, it stays partial: the pruned 9 never comes back.
+    new = prune_layerwise({"k": kernel}, masks, 0.0, block=(1, 2))
+    np.testing.assert_array_equal(new["k"].ravel(), [0, 1, 1, 1])
+    assert not pruning.is_block_sparse(new["k"], (1, 2))
+
+
+def test_block_ties_example():
+    # Columns are blocks (1, 3); all norms equal: lower block index first.
+    kernel = np.array([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    new = prune_layerwise({"k": kernel}, {"k": np.ones((3, 3))}, 0.6, block=(1, 3))
+    np.testing.assert_array_equal(new["k"], [[0.0, 0.0, 1.0]] * 3)
+
+
+def test_block_norm_is_l2_not_l1_or_max():
+    # Norms: 5 (3, 4) against 5.2 (5.2, 0): L1 or max would rank them the
+    # other way round (7 > 5.2, 4 < 5.2).
+    kernel = np.array([[3.0, 5.2], [4.0, 0.0]])
+    new = prune_layerwise({"k": kernel}, {"k": np.ones((2, 2))}, 0.5, block=(1, 2))
+    np.testing.assert_array_equal(new["k"], [[0.0, 1.0], [0.0, 1.0]])
+
+
+def test_block_norm_neither_overflows_nor_underflows():
+    for big, small in [(1e200, 1e199), (3e-200, 1e-200)]:
+        kernel = np.array([[big, small], [big, small]])
+        new = prune_layerwise({"k": kernel}, {"k": np.ones((2, 2))}, 0.5, block=(1, 2))
+        np.testing.assert_array_equal(new["k"], [[1.0, 0.0], [1.0, 0.0]])
+
+
+# --- Blocks: exact counts, whole blocks, monotone -----------------------------
+
+
+@FAST
+@given(block_tensor_dicts(), _rates, _seeds, st.sampled_from(["layerwise", "random"]))
+def test_block_prunes_exact_block_count_per_tensor(data, rate, seed, strategy):
+    weights, masks, block = data
+    new = prune(weights, masks, rate, strategy=strategy, seed=seed, block=block)
+    for key, mask in masks.items():
+        n = len(live_blocks(mask, block))
+        assert pruning.surviving_blocks(mask, block) == n
+        assert len(pruned_blocks(mask, new[key], block)) == expected_count(rate, n)
+        assert pruning.surviving_blocks(new[key], block) == n - expected_count(rate, n)
+
+
+@FAST
+@given(block_tensor_dicts(), _rates)
+def test_block_global_prunes_exact_total_block_count(data, rate):
+    weights, masks, block = data
+    new = prune_global(weights, masks, rate, block=block)
+    total = sum(len(live_blocks(mask, block)) for mask in masks.values())
+    pruned = sum(len(pruned_blocks(masks[k], new[k], block)) for k in masks)
+    assert pruned == expected_count(rate, total)
+
+
+@FAST
+@given(block_tensor_dicts(), _rates, _seeds, st.sampled_from(pruning.STRATEGIES))
+def test_block_pruned_blocks_are_wholly_pruned(data, rate, seed, strategy):
+    weights, masks, block = data
+    new = prune(weights, masks, rate, strategy=strategy, seed=seed, block=block)
+    for key, mask in masks.items():
+        assert_whole_blocks(mask, new[key], block)
+
+
+@FAST
+@given(
+    block_tensor_dicts(structured=True),
+    st.lists(_rates, min_size=1, max_size=4),
+    _seeds,
+    st.sampled_from(pruning.STRATEGIES),
+)
+def test_block_monotone_and_structured_over_repeated_pruning(
+    data, rates, seed, strategy
+):
+    weights, masks, block = data
+    for step, rate in enumerate(rates):
+        new = prune(
+            weights, masks, rate, strategy=strategy, seed=seed + step, block=block
+        )
+        for key, mask in masks.items():
+            assert_whole_blocks(mask, new[key], block)
+            assert pruning.is_block_sparse(new[key], block)
+        masks = new
+
+
+@FAST
+@given(block_tensor_dicts())
+def test_block_rate_zero_and_one(data):
+    weights, masks, block = data
+    for strategy in pruning.STRATEGIES:
+        kept_all = prune(weights, masks, 0.0, strategy=strategy, seed=0, block=block)
+        pruned_all = prune(weights, masks, 1.0, strategy=strategy, seed=0, block=block)
+        for key in masks:
+            np.testing.assert_array_equal(kept_all[key], masks[key])
+            np.testing.assert_array_equal(pruned_all[key], np.zeros(masks[key].shape))
+
+
+# --- Blocks: which blocks, ties ----------------------------------------------
+
+
+@FAST
+@given(block_tensor_dicts(), _rates)
+def test_block_layerwise_prunes_the_smallest_norm_blocks(data, rate):
+    weights, masks, block = data
+    new = prune_layerwise(weights, masks, rate, block=block)
+    for key, mask in masks.items():
+        norms = block_norms(weights[key], mask, block)
+        gone = [norms[b] for b in pruned_blocks(mask, new[key], block)]
+        stay = [norms[b] for b in live_blocks(new[key], block)]
+        if gone and stay:
+            assert max(gone) <= min(stay) * (1 + 1e-12)
+
+
+@FAST
+@given(block_tensor_dicts(values=_dyadic), _rates)
+def test_block_layerwise_ties_in_flat_block_index_order(data, rate):
+    weights, masks, block = data
+    new = prune_layerwise(weights, masks, rate, block=block)
+    for key, mask in masks.items():
+        norms = block_norms(weights[key], mask, block)
+        alive = live_blocks(mask, block)
+        ranked = sorted(alive, key=lambda b: (norms[b], b))
+        expected = sorted(ranked[: expected_count(rate, len(alive))])
+        assert pruned_blocks(mask, new[key], block) == expected
+
+
+@FAST
+@given(block_tensor_dicts(values=_dyadic), _rates)
+def test_block_global_ties_follow_dict_order_then_block_index(data, rate):
+    weights, masks, block = data
+    new = prune_global(weights, masks, rate, block=block)
+    keys = list(masks)
+    ranked = sorted(
+        (block_norms(weights[key], masks[key], block)[b], position, b)
+        for position, key in enumerate(keys)
+        for b in live_blocks(masks[key], block)
+    )
+    expected = {key: [] for key in keys}
+    for _, position, b in ranked[: expected_count(rate, len(ranked))]:
+        expected[keys[position]].append(b)
+    for key in keys:
+        assert pruned_blocks(masks[key], new[key], block) == sorted(expected[key])
+
+
+@FAST
+@given(block_tensor_dicts(), _rates)
+def test_block_global_uses_one_threshold(data, rate):
+    weights, masks, block = data
+    new = prune_global(weights, masks, rate, block=block)
+    gone, stay = [], []
+    for key, mask in masks.items():
+        norms = block_norms(weights[key], mask, block)
+        gone += [norms[b] for b in pruned_blocks(mask, new[key], block)]
+        stay += [norms[b] for b in live_blocks(new[key], block)]
+    if gone and stay:
+        assert max(gone) <= min(stay) * (1 + 1e-12)
+
+
+@FAST
+@given(block_tensor_dicts(), _rates)
+def test_block_global_with_one_tensor_equals_layerwise(data, rate):
+    weights, masks, block = data
+    key = next(iter(masks))
+    one_w, one_m = {key: weights[key]}, {key: masks[key]}
+    np.testing.assert_array_equal(
+        prune_global(one_w, one_m, rate, block=block)[key],
+        prune_layerwise(one_w, one_m, rate, block=block)[key],
+    )
+
+
+def test_block_global_and_layerwise_differ_when_one_tensor_is_much_smaller():
+    rng = np.random.default_rng(0)
+    weights = {
+        "small": rng.uniform(0.001, 0.01, size=(8, 3)),
+        "large": rng.uniform(1.0, 10.0, size=(8, 3)),
+    }
+    masks = {key: np.ones((8, 3)) for key in weights}
+    # 6 blocks of (1, 4) per tensor, 12 in all: global drops the small 6.
+    global_masks = prune_global(weights, masks, 0.5, block=(1, 4))
+    np.testing.assert_array_equal(global_masks["small"], np.zeros((8, 3)))
+    np.testing.assert_array_equal(global_masks["large"], np.ones((8, 3)))
+    layerwise_masks = prune_layerwise(weights, masks, 0.5, block=(1, 4))
+    for key in weights:
+        assert pruning.surviving_blocks(layerwise_masks[key], (1, 4)) == 3
+
+
+# --- Blocks: (1, 1), random, dicts --------------------------------------------
+
+
+@FAST
+@given(tensor_dicts(), _rates, _seeds, st.sampled_from(pruning.STRATEGIES))
+def test_block_one_by_one_equals_unstructured(data, rate, seed, strategy):
+    weights, masks = data
+    unstructured = prune(weights, masks, rate, strategy=strategy, seed=seed)
+    blocked = prune(weights, masks, rate, strategy=strategy, seed=seed, block=(1, 1))
+    for key in masks:
+        np.testing.assert_array_equal(blocked[key], unstructured[key])
+        assert (
+            pruning.surviving_blocks(masks[key], (1, 1)) == survivors(masks[key]).size
+        )
+
+
+@FAST
+@given(block_tensor_dicts(), _rates, _seeds)
+def test_block_random_is_reproducible_and_only_chooses_live_blocks(data, rate, seed):
+    weights, masks, block = data
+    first = prune_random(weights, masks, rate, seed=seed, block=block)
+    second = prune_random(weights, masks, rate, seed=seed, block=block)
+    for key, mask in masks.items():
+        np.testing.assert_array_equal(first[key], second[key])
+        assert set(pruned_blocks(mask, first[key], block)) <= set(
+            live_blocks(mask, block)
+        )
+
+
+def test_block_random_ignores_norms_and_reaches_every_live_block():
+    weights = {"t": np.arange(24.0).reshape(12, 2)}
+    masks = {"t": np.ones((12, 2))}
+    masks["t"][8:, 1] = 0.0  # Block 5 (inputs 8-11 of output 1) is dead.
+    chosen = set()
+    for seed in range(200):
+        new = prune_random(weights, masks, 0.2, seed=seed, block=(1, 4))["t"]
+        gone = pruned_blocks(masks["t"], new, (1, 4))
+        assert len(gone) == 1  # 0.2 * 5 live blocks
+        chosen.update(gone)
+    assert chosen == {0, 1, 2, 3, 4}
+
+
+@FAST
+@given(tensor_dicts(min_size=2), _blocks, _rates, _seeds)
+def test_dict_block_applies_each_tensors_own_block(data, block, rate, seed):
+    weights, masks = data
+    first, *rest = list(masks)
+    for strategy in ["layerwise", "random"]:
+        new = prune(
+            weights, masks, rate, strategy=strategy, seed=seed, block={first: block}
+        )
+        # Tensors are pruned one by one, so the first (which also draws
+        # first from the random generator) matches a call of its own.
+        alone = prune(
+            {first: weights[first]},
+            {first: masks[first]},
+            rate,
+            strategy=strategy,
+            seed=seed,
+            block=block,
+        )
+        np.testing.assert_array_equal(new[first], alone[first])
+        if strategy == "layerwise":
+            for key in rest:  # Missing from the dict: pruned weight by weight.
+                plain = prune_layerwise({key: weights[key]}, {key: masks[key]}, rate)
+                np.testing.assert_array_equal(new[key], plain[key])
+
+
+def test_dict_block_none_value_is_unstructured():
+    weights = {"a": np.array([[1.0], [3.0]]), "b": np.array([[1.0], [3.0]])}
+    masks = {"a": np.ones((2, 1)), "b": np.ones((2, 1))}
+    new = prune_layerwise(weights, masks, 0.5, block={"a": (1, 2), "b": None})
+    np.testing.assert_array_equal(new["a"].ravel(), [0, 0])
+    np.testing.assert_array_equal(new["b"].ravel(), [0, 1])
+
+
+# --- Blocks: returned values and errors ---------------------------------------
+
+
+@FAST
+@given(block_tensor_dicts(), _rates, _seeds, st.sampled_from(pruning.STRATEGIES))
+def test_block_returns_float32_masks_without_mutating(data, rate, seed, strategy):
+    weights, masks, block = data
+    weights_before = copy.deepcopy(weights)
+    masks_before = copy.deepcopy(masks)
+    new = prune(weights, masks, rate, strategy=strategy, seed=seed, block=block)
+    assert list(new) == list(masks)
+    for key in masks:
+        assert isinstance(new[key], np.ndarray)
+        assert new[key].dtype == np.float32
+        assert new[key].shape == masks[key].shape
+        assert not np.shares_memory(new[key], masks[key])
+        np.testing.assert_array_equal(weights[key], weights_before[key])
+        np.testing.assert_array_equal(masks[key], masks_before[key])
+
+
+@pytest.mark.parametrize("strategy", pruning.STRATEGIES)
+@pytest.mark.parametrize("rate", [0.0, 0.5, 1.0])
+def test_block_pruned_weight_with_huge_or_infinite_value_stays_pruned(strategy, rate):
+    weights = {"t": np.array([[np.inf], [1e30], [1.0], [2.0], [3.0], [4.0]])}
+    masks = {"t": np.array([[0.0], [0.0], [1.0], [1.0], [1.0], [1.0]])}
+    new = prune(weights, masks, rate, strategy=strategy, seed=0, block=(1, 2))["t"]
+    assert new[0, 0] == 0.0 and new[1, 0] == 0.0
+    assert len(pruned_blocks(masks["t"], new, (1, 2))) == expected_count(rate, 2)
+
+
+@pytest.mark.parametrize("strategy", ["layerwise", "global"])
+def test_block_non_finite_surviving_weights(strategy):
+    weights = {"dense/kernel": np.array([[1.0], [np.nan], [3.0], [4.0]])}
+    masks = {"dense/kernel": np.ones((4, 1))}
+    with pytest.raises(ValueError, match="'dense/kernel' hold NaN or infinite"):
+        prune(weights, masks, 0.5, strategy=strategy, block=(1, 2))
+
+
+_BAD_BLOCKS = [
+    ((0, 4), r"\(0, 4\)"),
+    ((1, -4), r"\(1, -4\)"),
+    ((1,), r"\(1,\)"),
+    ((1, 4, 1), r"\(1, 4, 1\)"),
+    ((1.0, 4), r"\(1\.0, 4\)"),
+    ((True, 4), r"\(True, 4\)"),
+    (4, "4"),
+    ("1x4", "'1x4'"),
+]
+
+
+@pytest.mark.parametrize("strategy", pruning.STRATEGIES)
+@pytest.mark.parametrize(("bad", "shown"), _BAD_BLOCKS)
+def test_bad_block(strategy, bad, shown):
+    weights, masks = _one_tensor()
+    with pytest.raises(
+        ValueError,
+        match=rf"`block` to be a tuple of 2 positive ints.*Received: {shown}",
+    ):
+        prune(weights, masks, 0.5, strategy=strategy, seed=0, block=bad)
+    # Checked even when there is nothing to prune.
+    with pytest.raises(ValueError, match="tuple of 2 positive ints"):
+        prune({}, {}, 0.5, strategy=strategy, seed=0, block=bad)
+
+
+@pytest.mark.parametrize("strategy", pruning.STRATEGIES)
+def test_bad_block_in_dict_names_the_tensor_and_its_shape(strategy):
+    weights = {"dense/kernel": np.zeros((784, 300)), "out/kernel": np.zeros((300, 10))}
+    masks = {key: np.ones(w.shape) for key, w in weights.items()}
+    with pytest.raises(
+        ValueError,
+        match=r"`block` for 'out/kernel' \(shape \(300, 10\)\).*Received: \(1, 0\)",
+    ):
+        prune(
+            weights,
+            masks,
+            0.5,
+            strategy=strategy,
+            seed=0,
+            block={"dense/kernel": (1, 4), "out/kernel": (1, 0)},
+        )
+
+
+@pytest.mark.parametrize("strategy", pruning.STRATEGIES)
+def test_dict_block_naming_unknown_tensors(strategy):
+    weights, masks = _one_tensor()
+    with pytest.raises(ValueError, match=r"`block` names tensors.*\['conv/kernel'\]"):
+        prune(
+            weights,
+            masks,
+            0.5,
+            strategy=strategy,
+            seed=0,
+            block={"conv/kernel": (1, 4)},
+        )
+
+
+def test_numpy_int_and_list_blocks_are_accepted():
+    weights = {"t": np.array([[1.0], [2.0], [3.0], [4.0]])}
+    masks = {"t": np.ones((4, 1))}
+    expected = prune_layerwise(weights, masks, 0.5, block=(1, 2))["t"]
+    for block in [[1, 2], (np.int64(1), np.int32(2))]:
+        new = prune_layerwise(weights, masks, 0.5, block=block)["t"]
+        np.testing.assert_array_equal(new, expected)
+
+
+# --- Structure checks ---------------------------------------------------------
+
+
+@FAST
+@given(tensor_pair(), _blocks)
+def test_is_block_sparse_and_surviving_blocks_match_the_reference(pair, block):
+    _, mask = pair
+    flat = mask.ravel()
+    uniform = all(
+        flat[ix].all() or not flat[ix].any()
+        for ix in blocks_of(mask.shape, block).values()
+    )
+    assert pruning.is_block_sparse(mask, block) is uniform
+    assert pruning.surviving_blocks(mask, block) == len(live_blocks(mask, block))
+    # Nonzero entries count as kept: a stripped kernel works as well.
+    assert pruning.is_block_sparse(mask * 3.5, block) is uniform
+
+
+@pytest.mark.parametrize("bad", [(0, 4), (1,), None])
+def test_structure_checks_reject_bad_blocks(bad):
+    with pytest.raises(ValueError, match="tuple of 2 positive ints"):
+        pruning.is_block_sparse(np.ones((4, 4)), bad)
+    with pytest.raises(ValueError, match="tuple of 2 positive ints"):
+        pruning.surviving_blocks(np.ones((4, 4)), bad)
+
+
+# --- N:M ----------------------------------------------------------------------
+
+_n_m = st.integers(1, 4).flatmap(lambda n: st.tuples(st.just(n), st.integers(n, 6)))
+
+
+@FAST
+@given(tensor_dicts(), _n_m)
+def test_n_m_keeps_the_largest_n_survivors_of_every_group(data, n_m):
+    weights, masks = data
+    n, m = n_m
+    new = prune_n_m(weights, masks, n=n, m=m)
+    assert list(new) == list(masks)
+    for key, mask in masks.items():
+        magnitudes = abs_flat(weights[key])
+        old, got = mask.ravel(), new[key].ravel()
+        assert np.all(got <= old)
+        for ix in blocks_of(mask.shape, (1, m)).values():
+            alive = [i for i in ix if old[i] == 1]
+            # Smallest |w| first, ties by flat index: the first k - n go.
+            ranked = sorted(alive, key=lambda i: (magnitudes[i], i))
+            expected_kept = sorted(ranked[max(len(alive) - n, 0) :])
+            assert np.flatnonzero(got[ix]).tolist() == [
+                ix.tolist().index(i) for i in expected_kept
+            ]
+        assert pruning.is_n_m_sparse(new[key], n, m)
+        assert new[key].dtype == np.float32 and new[key].shape == mask.shape
+
+
+@FAST
+@given(tensor_dicts(), _n_m, _rates, st.sampled_from(pruning.STRATEGIES))
+def test_n_m_is_monotone_idempotent_and_survives_later_pruning(
+    data, n_m, rate, strategy
+):
+    weights, masks = data
+    n, m = n_m
+    once = prune_n_m(weights, masks, n=n, m=m)
+    twice = prune_n_m(weights, once, n=n, m=m)
+    later = prune(weights, once, rate, strategy=strategy, seed=0)
+    for key, mask in masks.items():
+        assert np.all(once[key] <= mask)
+        np.testing.assert_array_equal(twice[key], once[key])
+        assert pruning.is_n_m_sparse(later[key], n, m)
+
+
+def test_n_m_example_along_the_input_axis():
+    # Dense kernel (in=8, out=2): groups of 4 consecutive inputs per column.
+    kernel = np.array(
+        [[1.0, 8.0], [4.0, 7.0], [3.0, 6.0], [2.0, 5.0]]
+        + [[1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [1.0, 1.0]]
+    )
+    masks = {"k": np.ones((8, 2))}
+    masks["k"][1, 0] = 0.0  # the 4 is already pruned
+    new = prune_n_m({"k": kernel}, masks, n=2, m=4)["k"]
+    np.testing.assert_array_equal(
+        new,
+        [[0, 1], [0, 1], [1, 0], [1, 0]] + [[0, 0], [0, 0], [1, 1], [1, 1]],
+    )
+    assert pruning.is_n_m_sparse(new, 2, 4)
+    assert not pruning.is_n_m_sparse(new, 1, 4)
+
+
+def test_n_m_ragged_group_keeps_at_most_n():
+    # 6 inputs, 2:4: a group of 4 and a group of 2 (which keeps both).
+    weights = {"k": np.arange(1.0, 7.0).reshape(6, 1)}
+    new = prune_n_m(weights, {"k": np.ones((6, 1))}, n=2, m=4)["k"]
+    np.testing.assert_array_equal(new.ravel(), [0, 0, 1, 1, 1, 1])
+    new = prune_n_m(weights, {"k": np.ones((6, 1))}, n=1, m=4)["k"]
+    np.testing.assert_array_equal(new.ravel(), [0, 0, 0, 1, 0, 1])
+
+
+def test_n_m_with_n_equal_to_m_changes_nothing():
+    weights, masks = _one_tensor()
+    new = prune_n_m(weights, masks, n=3, m=3)
+    np.testing.assert_array_equal(new["dense/kernel"], masks["dense/kernel"])
+
+
+@FAST
+@given(tensor_pair(), _n_m)
+def test_is_n_m_sparse_matches_the_reference(pair, n_m):
+    _, mask = pair
+    n, m = n_m
+    flat = mask.ravel()
+    valid = all(
+        np.count_nonzero(flat[ix]) <= n for ix in blocks_of(mask.shape, (1, m)).values()
+    )
+    assert pruning.is_n_m_sparse(mask, n, m) is valid
+
+
+@pytest.mark.parametrize(
+    ("n", "m"), [(0, 4), (3, 2), (-1, 4), (2.0, 4), (True, 4), ("2", 4), (2, None)]
+)
+def test_bad_n_m(n, m):
+    weights, masks = _one_tensor()
+    shown = rf"Received: n={n!r}, m={m!r}".replace("(", r"\(").replace(")", r"\)")
+    with pytest.raises(ValueError, match=rf"1 <= n <= m.*{shown}"):
+        prune_n_m(weights, masks, n=n, m=m)
+    with pytest.raises(ValueError, match="1 <= n <= m"):
+        pruning.is_n_m_sparse(np.ones(4), n, m)
+
+
+def test_n_m_errors_shared_with_the_other_functions():
+    weights = {"dense/kernel": np.array([1.0, np.inf, 3.0])}
+    with pytest.raises(ValueError, match="'dense/kernel' hold NaN or infinite"):
+        prune_n_m(weights, {"dense/kernel": np.ones(3)})
+    # A pruned weight is not ranked, so its value does not matter.
+    new = prune_n_m(weights, {"dense/kernel": np.array([1.0, 0.0, 1.0])}, n=1, m=3)
+    np.testing.assert_array_equal(new["dense/kernel"], [0.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match=r"\(2, 3\) and \(3, 2\)"):
+        prune_n_m({"t": np.zeros((2, 3))}, {"t": np.ones((3, 2))})
+    assert prune_n_m({}, {}) == {}
