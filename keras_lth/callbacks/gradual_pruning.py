@@ -1,0 +1,303 @@
+"""`GradualPruning`: prune during training, following a sparsity schedule."""
+
+import copy
+import numbers
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_lth.masking import get_masks
+from keras_lth.masking import get_prunable_weights
+from keras_lth.masking import prunable_tensors
+from keras_lth.masking import set_masks
+from keras_lth.pruning_at_init import prune_to_sparsity
+from keras_lth.schedules import ConstantSparsity
+from keras_lth.schedules import PolynomialDecay
+
+STRATEGIES = ("layerwise", "global")
+
+
+class GradualPruning(keras.callbacks.Callback):
+    """Prunes by magnitude during training, following a sparsity schedule.
+
+    Gradual magnitude pruning (Zhu & Gupta, 2017), as
+    tensorflow-model-optimization's `prune_low_magnitude` does it, for Keras 3
+    models with masked layers (see `keras_lth.mask_model`). Before each
+    training step `t` (the optimizer's iteration count), the callback asks
+    the schedule `schedule(t) -> (should_prune, sparsity)`; when it says to
+    prune, every prunable tensor's mask is set so that exactly `sparsity` of
+    its weights are pruned (`strategy="layerwise"`), or of all prunable
+    weights together, below one magnitude threshold (`strategy="global"`).
+    The smallest-magnitude surviving weights go first, counts are exact
+    (`floor(sparsity * n + 0.5)` of `n` weights, see
+    `keras_lth.pruning_at_init.prune_to_sparsity`), and nothing grows back: a
+    schedule whose sparsity goes down prunes nothing more. Pruned weights and
+    their optimizer slots (momentum, Adam moments) are zeroed by
+    `keras_lth.set_masks`, and stay zero while training goes on.
+
+    Schedules:
+
+    * `keras_lth.schedules.PolynomialDecay` and `ConstantSparsity`, which
+      reproduce tfmot's schedules of the same names exactly.
+    * tfmot's own schedule objects (`tfmot.sparsity.keras.PolynomialDecay`,
+      ...), or any object with a `__call__(step) -> (should_prune, sparsity)`;
+      Python, numpy or TensorFlow scalars are all read. keras_lth never
+      imports tfmot (importing it switches the whole process to Keras 2).
+    * A plain `step -> sparsity` callable, with `frequency`: the callback then
+      prunes at every step that is a multiple of `frequency`.
+
+    Cost: the schedule is evaluated in Python before every batch, with no
+    device access: the step is read from the optimizer once per epoch and
+    counted from the batch index in between. Only a step that prunes reads
+    the weights and masks to the host and writes the new masks back. The
+    callback defines no `on_train_batch_end`, so Keras keeps dispatching
+    batches asynchronously (on the backends that do: JAX, PyTorch).
+    (A tfmot schedule runs a few eager TensorFlow ops per evaluation; use
+    keras_lth's schedules where that matters.)
+
+    With `steps_per_execution=k > 1`, Keras runs `k` steps between two
+    callback calls; a step the schedule prunes at that falls inside such a
+    run is applied at the start of the next one (never early), at the
+    sparsity of the latest scheduled step.
+
+    Args:
+        schedule: A schedule, as above.
+        strategy: `"layerwise"` (each tensor reaches the sparsity) or
+            `"global"` (all prunable weights together, one magnitude
+            threshold). Defaults to `"layerwise"`.
+        block: `None` (the default) prunes single weights. A `(rows, cols)`
+            pair prunes whole blocks, in LiteRT's `(out, in)` orientation
+            (`(1, 4)` for LiteRT's sparse float kernels, `(1, 16)` for int8);
+            a dict maps tensor keys to such pairs or `None`. The sparsity then
+            counts blocks: `floor(sparsity * n + 0.5)` of a tensor's `n` blocks
+            are pruned. See `keras_lth.pruning` for the block layout.
+        frequency: Only for a schedule that returns a bare sparsity: prune at
+            the steps that are multiples of `frequency`. A schedule that
+            returns `(should_prune, sparsity)` decides when to prune itself,
+            and `frequency` must then be `None` (the default).
+        verbose: `1` prints a line each time the callback prunes; `0` (the
+            default) is silent.
+
+    Attributes:
+        history: A list of `(step, sparsity)`, one per pruning step of the
+            last `fit`: the optimizer step before which the masks were set,
+            and the schedule's sparsity.
+
+    Example:
+
+    ```python
+    model = keras_lth.mask_model(build_model())
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    schedule = keras_lth.schedules.PolynomialDecay(
+        initial_sparsity=0.0, final_sparsity=0.9, begin_step=0, end_step=2000,
+        frequency=100)
+    model.fit(x, y, epochs=10, callbacks=[keras_lth.GradualPruning(schedule)])
+    keras_lth.sparsity(model)["layers"]  # 0.9 each, to within one weight
+    ```
+    """
+
+    def __init__(
+        self,
+        schedule,
+        *,
+        strategy: str = "layerwise",
+        block=None,
+        frequency: int | None = None,
+        verbose: int = 0,
+    ):
+        super().__init__()
+        if not callable(schedule):
+            raise TypeError(
+                "Expected `schedule` to be callable as `schedule(step) -> "
+                "(should_prune, sparsity)`. Received: "
+                f"{schedule!r} of type {type(schedule).__name__}"
+            )
+        if strategy not in STRATEGIES:
+            raise ValueError(
+                f"Expected `strategy` to be one of {STRATEGIES}. "
+                f"Received: strategy={strategy!r}"
+            )
+        if frequency is not None:
+            if isinstance(frequency, bool) or not isinstance(
+                frequency, numbers.Integral
+            ):
+                raise TypeError(
+                    "Expected `frequency` to be None or an int. Received: "
+                    f"frequency={frequency!r} of type {type(frequency).__name__}"
+                )
+            if frequency < 1:
+                raise ValueError(
+                    f"Expected `frequency` >= 1. Received: frequency={frequency}"
+                )
+            if isinstance(schedule, (PolynomialDecay, ConstantSparsity)):
+                raise ValueError(
+                    f"{type(schedule).__name__} decides when to prune (its own "
+                    f"`frequency` is {schedule.frequency}). `frequency` is for "
+                    "a schedule that returns a bare sparsity; expected "
+                    f"frequency=None. Received: frequency={frequency}"
+                )
+            frequency = int(frequency)
+        self.schedule = schedule
+        self.strategy = strategy
+        self.block = block
+        self.frequency = frequency
+        self.verbose = verbose
+        self._reset()
+
+    def _reset(self):
+        self.history = []
+        self._epoch_start = None  # Optimizer step when the epoch began.
+        self._checked = None  # Last step the schedule was asked about.
+
+    def __deepcopy__(self, memo):
+        # keras-tuner deep-copies callbacks for every trial. Copy everything
+        # but the model, which the next `fit` sets again.
+        clone = self.__class__.__new__(self.__class__)
+        memo[id(self)] = clone
+        for name, value in self.__dict__.items():
+            setattr(
+                clone, name, None if name == "_model" else copy.deepcopy(value, memo)
+            )
+        return clone
+
+    # ------------------------------------------------------------ callbacks
+
+    def on_train_begin(self, logs=None):
+        tensors = prunable_tensors(self.model)
+        if not tensors:
+            raise ValueError(
+                f"Model '{self.model.name}' has no prunable layers. Make it "
+                "prunable with `keras_lth.mask_model(model)`, or build it from "
+                "`keras_lth.layers`."
+            )
+        if self.block is not None:
+            # Fails now, not at the first pruning step, on a bad block.
+            masks = {key: np.ones((1, 1), np.float32) for key in tensors}
+            prune_to_sparsity(masks, masks, 0.0, block=self.block)
+        optimizer = self.model.optimizer
+        if not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        self._reset()
+        step = self._read_step()
+        self._checked = step - 1
+        # Ask once now, so that a schedule of the wrong kind fails before
+        # any training, not at its first pruning step.
+        self._ask(step)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # One read of the step per epoch (Keras has synchronised at the end
+        # of the last one); within the epoch it is counted from `batch`.
+        self._epoch_start = self._read_step()
+        if self._checked is None or self._epoch_start <= self._checked:
+            # The step went back (a rewind restored the optimizer's iteration
+            # count): follow the schedule again from there.
+            self._checked = self._epoch_start - 1
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._epoch_start is None:
+            self.on_epoch_begin(0)
+        # Keras passes the index, within the epoch, of the first of the
+        # `steps_per_execution` steps it is about to run.
+        step = self._epoch_start + int(batch)
+        due = self._due(step)
+        self._checked = step
+        if due is not None:
+            self._prune(step, due)
+
+    def on_train_end(self, logs=None):
+        self._epoch_start = None
+
+    # --------------------------------------------------------------- steps
+
+    def _due(self, step):
+        """Sparsity of the latest scheduled step in `(checked, step]`, or None."""
+        first = self._checked + 1
+        if self.frequency is not None:
+            latest = step - step % self.frequency
+            if latest < first:
+                return None
+            _, sparsity = self._ask(latest)
+            return sparsity
+        for candidate in range(step, first - 1, -1):
+            should_prune, sparsity = self._ask(candidate)
+            if should_prune:
+                return sparsity
+        return None
+
+    def _ask(self, step):
+        """Evaluates the schedule at `step` and reads its answer on the host."""
+        output = self.schedule(step)
+        pair = isinstance(output, (tuple, list))
+        if pair and len(output) != 2:
+            raise ValueError(
+                "Expected the schedule to return `(should_prune, sparsity)` or "
+                f"a bare sparsity. Received at step {step}: {output!r}"
+            )
+        if pair and self.frequency is not None:
+            raise ValueError(
+                "The schedule returns `(should_prune, sparsity)`, so it decides "
+                "when to prune; expected frequency=None. Received: "
+                f"frequency={self.frequency}"
+            )
+        if not pair and self.frequency is None:
+            raise ValueError(
+                "The schedule returns a bare sparsity, so the callback needs to "
+                "know when to prune: pass `frequency` (prune every `frequency` "
+                f"steps), or return `(should_prune, sparsity)`. Received at "
+                f"step {step}: {output!r}"
+            )
+        should_prune, sparsity = output if pair else (True, output)
+        return _as_bool(should_prune, step), _as_sparsity(sparsity, step)
+
+    def _read_step(self):
+        return int(ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    # ------------------------------------------------------------- pruning
+
+    def _prune(self, step, sparsity):
+        # On JAX the live state sits outside the variables during an epoch;
+        # writing it back also makes the next step read the new masks.
+        if hasattr(self.model, "jax_state_sync"):
+            self.model.jax_state_sync()
+        new = prune_to_sparsity(
+            get_prunable_weights(self.model),
+            get_masks(self.model),
+            sparsity,
+            strategy=self.strategy,
+            block=self.block,
+        )
+        set_masks(self.model, new)
+        self.history.append((step, sparsity))
+        if self.verbose:
+            print(f"GradualPruning: step {step}: pruned to sparsity {sparsity:.4f}")
+
+
+def _scalar(value, what, step):
+    try:
+        array = np.asarray(value)
+    except Exception as e:  # Anything numpy cannot read.
+        raise TypeError(
+            f"Expected the schedule's {what} to be a scalar. Received at step "
+            f"{step}: {value!r} of type {type(value).__name__}"
+        ) from e
+    if array.size != 1 or array.dtype.kind not in "biuf":
+        raise TypeError(
+            f"Expected the schedule's {what} to be a scalar. Received at step "
+            f"{step}: {value!r} of type {type(value).__name__}"
+        )
+    return array.reshape(()).item()
+
+
+def _as_bool(value, step):
+    return bool(_scalar(value, "`should_prune`", step))
+
+
+def _as_sparsity(value, step):
+    sparsity = float(_scalar(value, "sparsity", step))
+    if not 0.0 <= sparsity <= 1.0:
+        raise ValueError(
+            f"Expected the schedule's sparsity in [0, 1]. Received at step "
+            f"{step}: {sparsity!r}"
+        )
+    return sparsity
