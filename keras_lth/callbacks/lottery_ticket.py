@@ -15,6 +15,7 @@ from keras import ops
 from keras_lth import pruning
 from keras_lth import results as results_lib
 from keras_lth._io import atomic_write
+from keras_lth.callbacks.sparsity_summaries import SparsitySummaries
 from keras_lth.masking import get_masks
 from keras_lth.masking import get_prunable_weights
 from keras_lth.masking import prunable_layers
@@ -68,6 +69,14 @@ class LotteryTicket(keras.callbacks.Callback):
             half of `prune_rate`, as in the paper; name it here to change
             that. With `strategy="global"` only `0` is accepted (to keep a
             layer out of the ranking), and there is no output-layer default.
+        block: Optional block structure, for tickets that LiteRT runs with its
+            sparse kernels: `(1, 4)` for float, `(1, 16)` for int8 (rows
+            along the output axis, cols along the input axis, as LiteRT
+            orients a weight; see `keras_lth.pruning`). Whole blocks are
+            pruned by the L2 norm of their surviving weights, and the exact
+            per-round targets count blocks. A dict `{"layer/weight": block}`
+            sets it per tensor (missing tensors are pruned weight by
+            weight). Defaults to None: single weights.
         rewind: Where survivors go back to after each pruning step:
             `"init"` (the weights at the start of training, the default),
             an int `k` (the weights after `k` optimizer steps of round 0),
@@ -120,6 +129,10 @@ class LotteryTicket(keras.callbacks.Callback):
             model, is refused with a `ValueError`. Not needed beside
             `keras.callbacks.BackupAndRestore`: placed after it in
             `callbacks`, the ticket keeps this file in its `backup_dir`.
+        log_dir: Optional TensorBoard folder. The ticket then writes
+            `keras_lth.SparsitySummaries` there (sparsity, surviving-weight
+            histograms, and each round's results and plot), beside any
+            `keras.callbacks.TensorBoard` pointed at the same folder.
         verbose: `1` prints one line per finished round; `0` is silent.
 
     Attributes:
@@ -156,6 +169,7 @@ class LotteryTicket(keras.callbacks.Callback):
         prune_rate=0.2,
         strategy="layerwise",
         layer_rates=None,
+        block=None,
         rewind="init",
         one_shot=False,
         early_bird=False,
@@ -165,6 +179,7 @@ class LotteryTicket(keras.callbacks.Callback):
         mode="auto",
         seed=None,
         checkpoint_dir=None,
+        log_dir=None,
         verbose=1,
     ):
         super().__init__()
@@ -178,6 +193,7 @@ class LotteryTicket(keras.callbacks.Callback):
             )
         self.strategy = strategy
         self.layer_rates = _check_layer_rates(layer_rates, strategy)
+        self.block = _check_block(block)
         self.rewind = rewind
         self._rewind_kind, self._rewind_at = _parse_rewind(rewind)
         if self._rewind_kind == "epoch" and self._rewind_at > epochs_per_round:
@@ -219,6 +235,8 @@ class LotteryTicket(keras.callbacks.Callback):
             int(np.random.default_rng().integers(2**31)) if seed is None else seed
         )
         self.checkpoint_dir = None if checkpoint_dir is None else str(checkpoint_dir)
+        self.log_dir = None if log_dir is None else str(log_dir)
+        self._summaries = None if log_dir is None else SparsitySummaries(log_dir)
         self.verbose = verbose
         self._backup_dir = None  # Found in `on_train_begin`.
         self._reset()
@@ -241,6 +259,7 @@ class LotteryTicket(keras.callbacks.Callback):
         self._monitor_used = self.monitor
         self._pending_line = None
         self._early_bird_masks = []  # Flat masks of this round's last epochs.
+        self._summaries_step = 0  # Restored by `load_state`.
         self._dense = None  # One-shot: round 0's trained weights and masks.
 
     def __deepcopy__(self, memo):
@@ -285,11 +304,17 @@ class LotteryTicket(keras.callbacks.Callback):
         set_masks(self.model, {})
         if not self._loaded and self._checkpoint_path():
             self._restore_checkpoint()
+        if self._summaries is not None:
+            self._summaries.set_model(self.model)
+            self._summaries.set_params(self.params)
+            self._summaries.on_train_begin(logs)
+            if self._loaded:
+                self._summaries.step = self._summaries_step
         if self._loaded:
             return  # Resuming: the state came from a file.
         self._reset()
         self._initial_kept = {
-            key: int(np.sum(mask)) for key, mask in get_masks(self.model).items()
+            key: self._units(key, mask) for key, mask in get_masks(self.model).items()
         }
         if self._rewind_kind != "none" and self._rewind_at == 0:
             self._snapshot = self._take_snapshot()
@@ -297,6 +322,8 @@ class LotteryTicket(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._print_pending_line()
+        if self._summaries is not None:
+            self._summaries.on_epoch_begin(epoch, logs)
         if epoch != self._epochs_done:
             raise ValueError(
                 f"`fit` starts at epoch {epoch}, but this LotteryTicket has "
@@ -309,6 +336,9 @@ class LotteryTicket(keras.callbacks.Callback):
             )
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._summaries is not None:
+            # First, so that it sees the trained weights and step.
+            self._summaries.on_epoch_end(epoch, logs)
         logs = dict(logs or {})
         self._epochs_done = epoch + 1
         self._history.append((logs, self._optimizer_step() - self._round_start_step))
@@ -363,6 +393,8 @@ class LotteryTicket(keras.callbacks.Callback):
 
     def _end_round(self, round_index):
         self.results.append(self._round_results(round_index))
+        if self._summaries is not None:
+            self._summaries.write_round(self.results[-1], self.results)
         if self.verbose:
             # Printed when the next epoch begins or training ends, so the
             # line lands after the progress bar's line for this epoch.
@@ -374,10 +406,14 @@ class LotteryTicket(keras.callbacks.Callback):
             }
         if round_index + 1 < self.rounds:
             self._next_round(round_index + 1)
+            if self._summaries is not None:
+                self._summaries.write_sparsity()
 
     def on_train_end(self, logs=None):
         self._print_pending_line()
         self._loaded = False
+        if self._summaries is not None:
+            self._summaries.on_train_end(logs)
 
     def _print_pending_line(self):
         if self._pending_line:
@@ -477,17 +513,31 @@ class LotteryTicket(keras.callbacks.Callback):
             included = {k: m for k, m in masks.items() if self._rates[k] > 0}
             start = sum(self._initial_kept[k] for k in included)
             target = _target(start, self.prune_rate, step)
-            alive = sum(int(np.sum(m)) for m in included.values())
+            alive = sum(self._units(k, m) for k, m in included.items())
             rate = (alive - target) / alive if alive else 0.0
-            return pruning.prune_global(weights, included, max(rate, 0.0))
+            return pruning.prune_global(
+                weights, included, max(rate, 0.0), block=self.block
+            )
         rates = {}
         for key, mask in masks.items():
-            alive = int(np.sum(mask))
+            alive = self._units(key, mask)
             target = _target(self._initial_kept[key], self._rates[key], step)
             rates[key] = max(alive - target, 0) / alive if alive else 0.0
         return pruning.prune(
-            weights, masks, rates, strategy=self.strategy, seed=[self.seed, step]
+            weights,
+            masks,
+            rates,
+            strategy=self.strategy,
+            seed=[self.seed, step],
+            block=self.block,
         )
+
+    def _units(self, key, mask):
+        """What pruning counts in `key`'s tensor: kept weights, or blocks."""
+        block = self.block.get(key) if isinstance(self.block, dict) else self.block
+        if block is None:
+            return int(np.sum(mask))
+        return pruning.surviving_blocks(mask, block)
 
     # ---------------------------------------------------- snapshot/restore
 
@@ -716,6 +766,7 @@ class LotteryTicket(keras.callbacks.Callback):
             "round_start_step": self._round_start_step,
             "initial_kept": self._initial_kept,
             "monitor_used": self._monitor_used,
+            "summaries_step": (0 if self._summaries is None else self._summaries.step),
         }
         arrays = {"meta": np.array(json.dumps(meta))}
         if self._snapshot is not None:
@@ -793,6 +844,7 @@ class LotteryTicket(keras.callbacks.Callback):
         self._round_start_step = meta["round_start_step"]
         self._initial_kept = meta["initial_kept"]
         self._monitor_used = meta["monitor_used"]
+        self._summaries_step = meta.get("summaries_step", 0)
         parts = {
             part: [
                 arrays[f"{part}_{i}"]
@@ -835,6 +887,7 @@ class LotteryTicket(keras.callbacks.Callback):
             "prune_rate": self.prune_rate,
             "strategy": self.strategy,
             "layer_rates": self.layer_rates,
+            "block": _block_config(self.block),
             "rewind": self.rewind,
             "one_shot": self.one_shot,
             "early_bird": self.early_bird,
@@ -925,6 +978,26 @@ def _check_layer_rates(layer_rates, strategy):
                 "rates."
             )
     return {name: float(rate) for name, rate in layer_rates.items()}
+
+
+def _check_block(block):
+    if block is None:
+        return None
+    if isinstance(block, dict):
+        for key, value in block.items():
+            if value is not None:
+                pruning._check_block(value, f"`block` for '{key}'")
+        return {
+            key: None if value is None else tuple(value) for key, value in block.items()
+        }
+    return pruning._check_block(block, "`block`")
+
+
+def _block_config(block):
+    """`block` as it reads back from JSON."""
+    if isinstance(block, dict):
+        return {k: None if v is None else list(v) for k, v in block.items()}
+    return None if block is None else list(block)
 
 
 def _parse_rewind(rewind):

@@ -269,3 +269,40 @@ def test_one_shot_early_bird_run_resumes_from_its_checkpoint(digits, tmp_path):
     ]
     for key, mask in lth.get_masks(reference_model).items():
         np.testing.assert_array_equal(lth.get_masks(resumed_model)[key], mask)
+
+
+# ------------------------------------------------------------------- blocks
+
+
+@pytest.mark.parametrize("strategy", ["layerwise", "global"])
+def test_block_pruning_prunes_whole_blocks_at_exact_block_counts(digits, strategy):
+    probe = Probe(1)
+    ticket = lth.LotteryTicket(3, 1, block=(1, 4), strategy=strategy, verbose=0)
+    fit_with(digits, ticket, after=[probe])
+    # Dense kernels (in, out): 4 consecutive inputs per output unit a block.
+    blocks = {"hidden/kernel": 16 * 48, "hidden_2/kernel": 12 * 32, "output/kernel": 80}
+    rates = {"hidden/kernel": 0.2, "hidden_2/kernel": 0.2, "output/kernel": 0.1}
+    for step, start in enumerate(probe.round_starts):
+        alive = {}
+        for key, mask in start["masks"].items():
+            assert pruning.is_block_sparse(mask, (1, 4)), key
+            alive[key] = pruning.surviving_blocks(mask, (1, 4))
+        if strategy == "layerwise":
+            for key, n in blocks.items():
+                assert alive[key] == np.floor(n * (1 - rates[key]) ** step + 0.5)
+        else:
+            total = sum(blocks.values())
+            assert sum(alive.values()) == np.floor(total * 0.8**step + 0.5)
+
+
+def test_block_by_tensor_and_bad_blocks(digits):
+    probe = Probe(1)
+    ticket = lth.LotteryTicket(2, 1, block={"hidden/kernel": (1, 16)}, verbose=0)
+    fit_with(digits, ticket, after=[probe])
+    masks = probe.round_starts[1]["masks"]
+    assert pruning.is_block_sparse(masks["hidden/kernel"], (1, 16))
+    assert not pruning.is_block_sparse(masks["hidden_2/kernel"], (1, 4))
+    with pytest.raises(ValueError, match=r"\(1, 0\)"):
+        lth.LotteryTicket(2, 1, block=(1, 0))
+    with pytest.raises(ValueError, match="'a/kernel'"):
+        lth.LotteryTicket(2, 1, block={"a/kernel": (4,)})
