@@ -1,5 +1,6 @@
 """Smoke test: `benchmarks/overhead.py --quick` runs and prints its table."""
 
+import json
 import os
 import pathlib
 import re
@@ -46,3 +47,32 @@ def test_overhead_rejects_an_unsupported_backend():
     assert completed.returncode == 2
     assert "jax" in completed.stderr
     assert "tensorflow" in completed.stderr
+
+
+MNIST = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+@pytest.mark.skipif(not MNIST.exists(), reason=f"MNIST test set not in {MNIST}")
+def test_reproduce_lenet_dry_run_writes_its_table_plot_and_json(tmp_path):
+    script = SCRIPT.parent / "reproduce_lenet.py"
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    completed = subprocess.run(
+        [sys.executable, str(script), "--dry-run", "--output", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=SCRIPT.parents[1],
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    out = completed.stdout
+    assert "| weights remaining | ticket test acc %" in out
+    assert "Dense test accuracy: ours" in out
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results["runs"]) == {"imp", "reinit", "random"}
+    for runs in results["runs"].values():
+        rows = runs[0]
+        assert [r["round"] for r in rows] == [0, 1]
+        assert all(0 <= r["best"]["test_accuracy"] <= 1 for r in rows)
+    assert (tmp_path / "reproduce_lenet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "report.md").read_text().startswith("## LeNet-300-100")
