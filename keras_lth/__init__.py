@@ -15,6 +15,9 @@ from keras_lth._io import save_model
 from keras_lth.callbacks import GradualPruning
 from keras_lth.callbacks import LotteryTicket
 from keras_lth.callbacks import SparsitySummaries
+from keras_lth.export import ExportReport
+from keras_lth.export import LiteRTExportError
+from keras_lth.export import export_litert
 from keras_lth.masking import get_masks
 from keras_lth.masking import mask_model
 from keras_lth.masking import set_masks
@@ -30,10 +33,13 @@ from keras_lth.results import save_results_json
 __version__ = "0.1.0"
 
 __all__ = [
+    "ExportReport",
     "GradualPruning",
+    "LiteRTExportError",
     "LotteryTicket",
     "SparsitySummaries",
     "datasets",
+    "export_litert",
     "get_masks",
     "layers",
     "load_results",
