@@ -233,43 +233,21 @@ def build(name):
     return keras.Sequential([keras.Input((28, 28, 1)), *stack], name=name)
 
 
-def block_masks(weights, rate, block):
-    """Masks pruning `rate` of the `(1, block)` blocks of each Dense kernel.
-
-    A local stand-in until `keras_lth.pruning` takes `block=`: a Keras Dense
-    kernel is `(in, out)`, LiteRT's weight `(out, in)`, so a LiteRT `(1,
-    block)` block is `block` consecutive input rows of one output column
-    here. The last block of a column holds the remaining rows when `block`
-    does not divide `in`. Blocks are ranked by the L2 norm of their weights;
-    ties go in flat order. Kernels of another rank (convolutions) are pruned
-    unstructured, by magnitude: LiteRT has no sparse convolution kernel.
-    """
+def ticket_masks(weights, kind):
+    """Masks pruning 90% of every kernel: by magnitude (`"sparse"`), or in
+    LiteRT blocks of 1x4 (`"block4"`) or 1x16 (`"block16"`) along the input
+    axis of the Dense kernels, by `keras_lth.pruning`. Convolution kernels are
+    pruned unstructured: LiteRT has no sparse convolution kernel."""
     import numpy as np
 
-    masks = {}
-    for key, kernel in weights.items():
-        if kernel.ndim != 2:
-            masks[key] = _magnitude_mask(kernel, rate)
-            continue
-        rows, cols = kernel.shape
-        count = -(-rows // block)
-        padded = np.zeros((count * block, cols), "float64")
-        padded[:rows] = kernel
-        norms = np.sqrt(np.sum(padded.reshape(count, block, cols) ** 2, axis=1))
-        pruned = int(np.floor(rate * norms.size + 0.5))
-        keep = np.ones(norms.size, bool)
-        keep[np.argsort(norms, axis=None, kind="stable")[:pruned]] = False
-        masks[key] = np.repeat(keep.reshape(count, cols), block, axis=0)[:rows]
-    return {key: mask.astype("float32") for key, mask in masks.items()}
+    import keras_lth
 
-
-def _magnitude_mask(kernel, rate):
-    import numpy as np
-
-    pruned = int(np.floor(rate * kernel.size + 0.5))
-    keep = np.ones(kernel.size, bool)
-    keep[np.argsort(np.abs(kernel), axis=None, kind="stable")[:pruned]] = False
-    return keep.reshape(kernel.shape)
+    block = None
+    if kind != "sparse":
+        size = 4 if kind == "block4" else 16
+        block = {k: (1, size) if w.ndim == 2 else None for k, w in weights.items()}
+    ones = {key: np.ones_like(w) for key, w in weights.items()}
+    return keras_lth.pruning.prune_layerwise(weights, ones, SPARSITY, block=block)
 
 
 def make_tickets(name, data, args):
@@ -301,11 +279,7 @@ def make_tickets(name, data, args):
             )
             for key in keys
         }
-        if kind == "sparse":
-            masks = {key: _magnitude_mask(w, SPARSITY) for key, w in weights.items()}
-        else:
-            masks = block_masks(weights, SPARSITY, 4 if kind == "block4" else 16)
-        keras_lth.set_masks(masked, masks)
+        keras_lth.set_masks(masked, ticket_masks(weights, kind))
         if args.finetune_epochs:
             compile_(masked)
             masked.fit(x, y, epochs=args.finetune_epochs, batch_size=32, verbose=0)

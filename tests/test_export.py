@@ -472,30 +472,18 @@ def _benchmark_module():
     return module
 
 
-@pytest.mark.parametrize("block", [4, 16])
-def test_benchmark_block_masks_prune_whole_input_blocks_exactly(block):
+@pytest.mark.parametrize("kind, size", [("block4", 4), ("block16", 16)])
+def test_benchmark_ticket_masks_are_litert_blocks(kind, size):
     benchmark = _benchmark_module()
     rng = np.random.default_rng(0)
     weights = {
         "fc/kernel": rng.normal(size=(300, 10)),
         "conv/kernel": rng.normal(size=(3, 3, 2, 4)),
     }
-    masks = benchmark.block_masks(weights, 0.9, block)
-
-    mask = masks["fc/kernel"]
-    assert mask.shape == (300, 10) and mask.dtype == np.float32
-    blocks = -(-300 // block)  # The last block of a column holds the rest.
-    starts = np.arange(0, 300, block)
-    for column in range(10):
-        for start in starts:  # Every block is all kept or all pruned.
-            assert len(set(mask[start : start + block, column])) == 1
-    kept_blocks = int(mask[starts].sum())
-    assert kept_blocks == blocks * 10 - int(np.floor(0.9 * blocks * 10 + 0.5))
-    # The kept blocks are the largest by L2 norm.
-    padded = np.zeros((blocks * block, 10))
-    padded[:300] = weights["fc/kernel"]
-    norms = np.sqrt((padded.reshape(blocks, block, 10) ** 2).sum(axis=1))
-    kept = mask[starts].astype(bool)
-    assert norms[kept].min() >= norms[~kept].max()
+    masks = benchmark.ticket_masks(weights, kind)
+    assert keras_lth.pruning.is_block_sparse(masks["fc/kernel"], (1, size))
+    blocks = keras_lth.pruning.surviving_blocks(np.ones((300, 10)), (1, size))
+    kept = keras_lth.pruning.surviving_blocks(masks["fc/kernel"], (1, size))
+    assert kept == blocks - int(np.floor(0.9 * blocks + 0.5))
     # Convolution kernels: unstructured, exactly 90% of 72 weights rounded.
     assert masks["conv/kernel"].sum() == 72 - int(np.floor(0.9 * 72 + 0.5))
