@@ -76,3 +76,35 @@ def test_reproduce_lenet_dry_run_writes_its_table_plot_and_json(tmp_path):
         assert all(0 <= r["best"]["test_accuracy"] <= 1 for r in rows)
     assert (tmp_path / "reproduce_lenet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "report.md").read_text().startswith("## LeNet-300-100")
+
+
+@pytest.mark.skipif(not MNIST.exists(), reason=f"MNIST test set not in {MNIST}")
+def test_run_all_dry_run_runs_every_benchmark(tmp_path):
+    """The scripts cannot rot: each one's smallest mode, through run_all."""
+    output = tmp_path / "BENCHMARKS.md"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT.parent / "run_all.py"),
+            "--dry-run",
+            "--output",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        cwd=SCRIPT.parents[1],
+    )
+    assert completed.returncode == 0, completed.stdout[-4000:]
+    text = output.read_text()
+    for script in (
+        "overhead.py",
+        "tfmot_baseline.py",
+        "litert.py",
+        "block_accuracy.py",
+        "compare_methods.py",
+        "reproduce_lenet.py",
+    ):
+        assert f"`python benchmarks/{script}" in text, script
+    assert "FAILED" not in text
+    assert "- Versions: keras " in text

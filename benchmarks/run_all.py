@@ -1,0 +1,292 @@
+"""Runs every benchmark and writes BENCHMARKS.md.
+
+Each benchmark runs as a script of its own, in a fresh process (so that
+tfmot's `TF_USE_LEGACY_KERAS=1` stays in its own process, and each backend
+gets one), and its output goes into `BENCHMARKS.md` verbatim, under the
+command that reproduces it. The file starts with the date, the machine and
+the package versions, and a summary of the headline figures; every speed
+figure there is a ratio against its baseline measured in the same run.
+
+    python benchmarks/run_all.py                 # everything, about 1.5 hours
+    python benchmarks/run_all.py --quick         # every script's --quick mode
+    python benchmarks/run_all.py --dry-run       # seconds per script, for CI
+    python benchmarks/run_all.py --only overhead,litert
+
+`--dry-run` (with or without `--quick`) runs each script's smallest mode so
+that none can rot, and writes `runs/BENCHMARKS.dry-run.md` rather than
+`BENCHMARKS.md`. The exit code is 1 if any script failed.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import importlib.metadata
+import os
+import pathlib
+import platform
+import re
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def atomic_write_text(path, text):
+    """Writes `text` to a temporary file beside `path`, then renames it.
+
+    (Not `keras_lth._io`'s: importing keras_lth here would import a Keras
+    backend into the process that only starts the others.)
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+    name: str
+    title: str
+    script: str
+    full: tuple = ()
+    quick: tuple = ("--quick",)
+    dry_run: tuple = ("--quick",)
+    env: tuple = ()  # Extra environment variables, as (name, value) pairs.
+
+
+BENCHMARKS = (
+    Benchmark(
+        "overhead",
+        "Training-step overhead of masked layers (keras_lth on Keras 3)",
+        "overhead.py",
+        full=("--backend", "all"),
+        quick=("--quick", "--backend", "all"),
+        dry_run=("--quick",),
+    ),
+    Benchmark(
+        "tfmot",
+        "Baseline: tfmot's pruning wrapper on tf_keras, in its own process",
+        "tfmot_baseline.py",
+    ),
+    Benchmark("litert", "LiteRT export: size and speed of tickets", "litert.py"),
+    Benchmark(
+        "block_accuracy",
+        "Block-structured against unstructured IMP (LeNet-300-100, MNIST split)",
+        "block_accuracy.py",
+        dry_run=("--quick", "--rounds", "2"),
+    ),
+    Benchmark(
+        "compare_methods",
+        "Pruning methods compared (LeNet-300-100, MNIST split)",
+        "compare_methods.py",
+        dry_run=("--dry-run",),
+    ),
+    Benchmark(
+        "reproduce_lenet",
+        "Reproducing Frankle & Carbin's LeNet-300-100 experiment",
+        "reproduce_lenet.py",
+        dry_run=("--dry-run",),
+    ),
+)
+
+PACKAGES = (
+    "keras",
+    "tensorflow",
+    "jax",
+    "torch",
+    "ai-edge-litert",
+    "tensorflow-model-optimization",
+    "tf-keras",
+    "numpy",
+)
+
+
+def versions():
+    found = []
+    for package in PACKAGES:
+        try:
+            found.append(f"{package} {importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            found.append(f"{package} (not installed)")
+    return ", ".join(found)
+
+
+def machine():
+    memory = ""
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            kib = int(f.readline().split()[1])
+        memory = f", {kib / 2**20:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    cpu = platform.processor() or platform.machine()
+    return (
+        f"{platform.system()} {platform.release()}, {cpu}, "
+        f"{os.cpu_count()} CPU cores{memory}, Python {platform.python_version()}"
+    )
+
+
+def run(benchmark, args, mode):
+    flags = {
+        "full": benchmark.full,
+        "quick": benchmark.quick,
+        "dry-run": benchmark.dry_run,
+    }
+    command = [sys.executable, f"benchmarks/{benchmark.script}", *flags[mode]]
+    shown = " ".join(["python", *command[1:]])
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **dict(benchmark.env)}
+    print(f"=== {benchmark.name}: {shown}", flush=True)
+    start = time.perf_counter()
+    try:
+        completed = subprocess.run(
+            command,
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=args.timeout,
+        )
+        code, out, err = completed.returncode, completed.stdout, completed.stderr
+    except subprocess.TimeoutExpired as e:
+        code, out, err = "timeout", e.stdout or "", f"timed out after {args.timeout} s"
+        out = out.decode() if isinstance(out, bytes) else out
+    seconds = time.perf_counter() - start
+    status = "ok" if code == 0 else f"FAILED ({code})"
+    print(f"    {status} in {seconds:.0f} s", flush=True)
+    if code != 0:
+        print(_tail(err), flush=True)
+    return {
+        "benchmark": benchmark,
+        "command": shown,
+        "seconds": seconds,
+        "ok": code == 0,
+        "stdout": out,
+        "stderr": err,
+    }
+
+
+def _tail(text, lines=20):
+    kept = [
+        line
+        for line in text.splitlines()
+        if not re.match(r"^(I0000|W0000|WARNING: All log messages)", line)
+    ]
+    return "\n".join(kept[-lines:])
+
+
+def summary(runs):
+    """Headline figures, read from the scripts' own output."""
+    lines = []
+    by_name = {r["benchmark"].name: r for r in runs}
+    overhead = by_name.get("overhead")
+    tfmot = by_name.get("tfmot")
+    if overhead and overhead["ok"]:
+        for model, ratio in re.findall(
+            r"^(?:\w+\s+)?(lenet|conv4)\b.*?(\d+\.\d+)x", overhead["stdout"], re.M
+        ):
+            lines.append(
+                f"- keras_lth masked / plain Keras 3 step time, {model}: {ratio}x"
+            )
+    if tfmot and tfmot["ok"]:
+        for model, ratio in re.findall(
+            r"^(lenet|conv4)\s+[\d.]+\s+[\d.]+\s+(\d+\.\d+)x", tfmot["stdout"], re.M
+        ):
+            lines.append(
+                f"- tfmot prune_low_magnitude / plain tf_keras step time, {model}: "
+                f"{ratio}x"
+            )
+    litert = by_name.get("litert")
+    if litert and litert["ok"]:
+        for line in litert["stdout"].splitlines():
+            if re.search(r"(PASS|FAIL)\s*$", line):
+                lines.append(f"- LiteRT: `{' '.join(line.split())}`")
+    block = by_name.get("block_accuracy")
+    if block and block["ok"]:
+        match = re.search(r"^Largest shortfall.*$", block["stdout"], re.M)
+        if match:
+            lines.append(f"- Block IMP: {match.group(0)}")
+    return lines
+
+
+def report(runs, mode, started):
+    text = [
+        "# keras_lth benchmarks",
+        "",
+        f"Written by `python benchmarks/run_all.py"
+        f"{'' if mode == 'full' else ' --' + mode}`"
+        f" on {started:%Y-%m-%d %H:%M} UTC.",
+        "",
+        f"- Machine: {machine()}.",
+        f"- Versions: {versions()}.",
+        f"- Total time: {sum(r['seconds'] for r in runs) / 60:.1f} minutes.",
+    ]
+    if mode != "full":
+        text += [
+            "",
+            f"**This is a `{mode}` run: too little training and timing for the "
+            "figures to mean anything. It only checks that every script runs.**",
+        ]
+    headline = summary(runs)
+    if headline:
+        text += ["", "## Summary", "", *headline]
+    for r in runs:
+        b = r["benchmark"]
+        text += [
+            "",
+            f"## {b.title}",
+            "",
+            f"Command: `{r['command']}` ({r['seconds'] / 60:.1f} minutes, "
+            f"{'ok' if r['ok'] else 'FAILED'}).",
+            "",
+            "```",
+            r["stdout"].rstrip() or "(no output)",
+            "```",
+        ]
+        if not r["ok"]:
+            text += ["", "stderr (last lines):", "", "```", _tail(r["stderr"]), "```"]
+    return "\n".join(text) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Runs every benchmark.")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument(
+        "--only",
+        help="comma-separated names from " + ", ".join(b.name for b in BENCHMARKS),
+    )
+    parser.add_argument("--output", help="default BENCHMARKS.md (dry run: runs/)")
+    parser.add_argument("--timeout", type=float, default=2 * 3600, help="per script, s")
+    args = parser.parse_args(argv)
+    mode = "dry-run" if args.dry_run else "quick" if args.quick else "full"
+    chosen = BENCHMARKS
+    if args.only:
+        names = args.only.split(",")
+        unknown = sorted(set(names) - {b.name for b in BENCHMARKS})
+        if unknown:
+            parser.error(f"unknown benchmarks {unknown}")
+        chosen = [b for b in BENCHMARKS if b.name in names]
+    output = pathlib.Path(
+        args.output
+        or (
+            ROOT / "BENCHMARKS.md"
+            if mode == "full"
+            else ROOT / "runs" / f"BENCHMARKS.{'dry-run' if mode == 'dry' else mode}.md"
+        )
+    )
+    started = datetime.datetime.now(datetime.timezone.utc)
+    runs = [run(b, args, mode) for b in chosen]
+    atomic_write_text(output, report(runs, mode, started))
+    failed = [r["benchmark"].name for r in runs if not r["ok"]]
+    print(f"Wrote {output}." + (f" Failed: {', '.join(failed)}." if failed else ""))
+    print("To reproduce one figure, run the command shown above its output.")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
