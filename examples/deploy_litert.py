@@ -28,18 +28,6 @@ import keras_lth as lth  # noqa: E402
 from keras_lth.export import export_litert  # noqa: E402
 
 
-def load_digits_split(seed):
-    """scikit-learn's digits, 64 floats in [0, 1]: 1,437 train, 360 test."""
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    x = (data.data / 16.0).astype("float32")
-    y = data.target.astype("int32")
-    order = np.random.default_rng(seed).permutation(len(x))
-    x, y = x[order], y[order]
-    return (x[:1437], y[:1437]), (x[1437:], y[1437:])
-
-
 def lenet_300_100(input_dim):
     return keras.Sequential(
         [
@@ -98,7 +86,8 @@ def main(argv=None):
     quantize = None if args.quantize == "none" else args.quantize
 
     keras.utils.set_random_seed(args.seed)
-    (x, y), (x_test, y_test) = load_digits_split(args.seed)
+    splits = lth.datasets.load_digits(seed=args.seed)
+    (x, y), (x_test, y_test) = splits.train, splits.test
     model = lth.mask_model(lenet_300_100(x.shape[1]))
     compile_model(model)
     model.fit(x, y, epochs=args.epochs, batch_size=60, verbose=0)

@@ -27,21 +27,8 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 import keras_lth as lth  # noqa: E402
-
-
-def load_digits_split(seed):
-    """scikit-learn's digits: 1,497 training and 300 validation images."""
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    x = (data.data / 16.0).astype("float32")
-    y = data.target.astype("int32")
-    order = np.random.default_rng(seed).permutation(len(x))
-    x, y = x[order], y[order]
-    return (x[:1497], y[:1497]), (x[1497:], y[1497:])
 
 
 def build_model(hidden):
@@ -73,7 +60,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     keras.utils.set_random_seed(args.seed)
-    train, validation = load_digits_split(args.seed)
+    splits = lth.datasets.load_digits(seed=args.seed)
+    train, validation = splits.train, splits.validation
     model = lth.mask_model(build_model(args.hidden))
     model.compile(
         optimizer=keras.optimizers.Adam(3e-3),
