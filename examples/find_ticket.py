@@ -1,9 +1,12 @@
 """Find a winning ticket for LeNet-300-100, offline, in about a minute.
 
 Runs iterative magnitude pruning with rewinding to init (Frankle & Carbin,
-2019) on real data: scikit-learn's bundled 8x8 digits by default, or the
-official MNIST test set in IDX format (`--data mnist`, split 8,000 / 1,000 /
-1,000 with a fixed seed; the 60k training set is not used).
+2019) on real data from `keras_lth.datasets`: scikit-learn's bundled 8x8
+digits by default (1,297 / 250 / 250), or MNIST from IDX files (`--data
+mnist`). With only the official test set in `--mnist-dir` (as in
+`../shared/data/mnist`), its 10,000 images are split 8,000 / 1,000 / 1,000
+with a fixed seed; with the training set there too, 5,000 validation images
+are drawn from it and the official test set is the test set.
 
     python examples/find_ticket.py                     # digits, 8 rounds
     python examples/find_ticket.py --data mnist --mnist-dir ../shared/data/mnist
@@ -15,7 +18,6 @@ stock Keras layers only).
 """
 
 import argparse
-import gzip
 import os
 import pathlib
 import sys
@@ -23,40 +25,20 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 import keras_lth as lth  # noqa: E402
 
 
-def load_digits_split(seed):
-    """scikit-learn's digits: 1,297 train, 250 validation, 250 test."""
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    x = (data.data / 16.0).astype("float32")
-    y = data.target.astype("int32")
-    order = np.random.default_rng(seed).permutation(len(x))
-    x, y = x[order], y[order]
-    return (x[:1297], y[:1297]), (x[1297:1547], y[1297:1547]), (x[1547:], y[1547:])
-
-
-def load_mnist_split(folder, seed):
-    """The MNIST test set's 10k images: 8,000 / 1,000 / 1,000."""
-    folder = pathlib.Path(folder)
-    images = folder / "t10k-images-idx3-ubyte.gz"
-    labels = folder / "t10k-labels-idx1-ubyte.gz"
-    for path in (images, labels):
-        if not path.exists():
-            raise SystemExit(f"error: {path} not found (see --mnist-dir)")
-    with gzip.open(images) as f:
-        x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)
-    with gzip.open(labels) as f:
-        y = np.frombuffer(f.read(), np.uint8, offset=8)
-    x = x.astype("float32") / 255.0
-    y = y.astype("int32")
-    order = np.random.default_rng(seed).permutation(len(x))
-    x, y = x[order], y[order]
-    return (x[:8000], y[:8000]), (x[8000:9000], y[8000:9000]), (x[9000:], y[9000:])
+def load_data(args):
+    """`(train, validation, test)` pairs of `(x, y)`, images flattened."""
+    try:
+        if args.data == "digits":
+            data = lth.datasets.load("digits", seed=args.seed)
+        else:
+            data = lth.datasets.load("mnist", path=args.mnist_dir, seed=args.seed)
+    except (ValueError, OSError) as err:
+        raise SystemExit(f"error: {err} (see --mnist-dir)") from None
+    return data.train, data.validation, data.test
 
 
 def lenet_300_100(input_dim):
@@ -86,10 +68,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     keras.utils.set_random_seed(args.seed)
-    if args.data == "digits":
-        train, val, test = load_digits_split(args.seed)
-    else:
-        train, val, test = load_mnist_split(args.mnist_dir, args.seed)
+    train, val, test = load_data(args)
     rewind = int(args.rewind) if args.rewind.isdigit() else args.rewind
 
     model = lth.mask_model(lenet_300_100(train[0].shape[1]))

@@ -1,0 +1,428 @@
+"""Tests for the `keras-lth` command (`keras_lth/cli.py`, `keras_lth/_cli_run.py`).
+
+Most tests call `main(argv)` in this process on scikit-learn's digits with
+tiny settings (2 rounds of 1 epoch, 3 steps per epoch); the ones marked slow
+start a real process (exit codes, stderr, a SIGKILL mid-run).
+"""
+
+import contextlib
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import types
+
+import keras
+import pytest
+
+from keras_lth import cli
+from keras_lth import get_masks
+from keras_lth.callbacks import LotteryTicket
+from keras_lth.results import load_results
+from keras_lth.results import results_table
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TINY = ["--rounds", "2", "--epochs-per-round", "1", "--batch-size", "512"]
+CHECKPOINT = pathlib.Path("checkpoints", "imp", "lottery_ticket_state.npz")
+
+
+def run_main(argv):
+    """`cli.main(argv)` with its stdout and stderr captured."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def snapshot(folder):
+    """`{relative path: (sha256, mtime_ns)}` of every file under `folder`."""
+    return {
+        str(path.relative_to(folder)): (
+            hashlib.sha256(path.read_bytes()).hexdigest(),
+            path.stat().st_mtime_ns,
+        )
+        for path in sorted(pathlib.Path(folder).rglob("*"))
+        if path.is_file()
+    }
+
+
+def assert_one_error_line(code, err, *needles):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("keras-lth: error: "), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One tiny `keras-lth run` with both controls, no export."""
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    argv = ["run", *TINY, "--controls", "reinit,random", "--no-export"]
+    code, out, err = run_main([*argv, "--output", run_dir])
+    return run_dir, code, out, err
+
+
+# ----------------------------------------------------------------------- run
+
+
+def test_run_writes_every_promised_file(finished):
+    run_dir, code, _, err = finished
+    assert code == 0, err
+    for name in (
+        "run.json",
+        "results.json",
+        "results.csv",
+        "results_reinit.json",
+        "results_reinit.csv",
+        "results_random.json",
+        "results_random.csv",
+        "test_metrics.json",
+        "ticket.keras",
+    ):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "ticket_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for stage in ("imp", "reinit", "random"):
+        events = list((run_dir / "tensorboard" / stage).rglob("events.out.tfevents*"))
+        assert events and all(e.stat().st_size > 0 for e in events), stage
+        assert (run_dir / "checkpoints" / stage / CHECKPOINT.name).is_file()
+    assert not (run_dir / "ticket.tflite").exists()  # --no-export
+
+    saved = json.loads((run_dir / "run.json").read_text())
+    assert saved["settings"] == {
+        "model": "lenet_300_100",
+        "dataset": "digits",
+        "data_path": None,
+        "batch_size": 512,
+        "rounds": 2,
+        "epochs_per_round": 1,
+        "prune_rate": 0.2,
+        "layer_rates": {"output": 0.1},
+        "strategy": "layerwise",
+        "rewind": "init",
+        "controls": ["reinit", "random"],
+        "seed": 0,
+    }
+    assert [s["results"] for s in saved["stages"]] == [
+        "results.json",
+        "results_reinit.json",
+        "results_random.json",
+    ]
+    tests = json.loads((run_dir / "test_metrics.json").read_text())
+    assert sorted(tests) == ["imp", "random", "reinit"]
+    assert 0.0 <= tests["imp"]["accuracy"] <= 1.0
+    assert saved["data"]["train"] == 1297
+
+    # The ticket is the last round's masked model: 80% of fc1 and fc2, 90% of
+    # the output layer, which is what the results' last row says.
+    ticket = keras.models.load_model(run_dir / "ticket.keras")
+    rows = load_results(run_dir / "results.json")
+    masks = get_masks(ticket)
+    assert {k: round(float(m.mean()), 3) for k, m in masks.items()} == {
+        "fc1/kernel": 0.8,
+        "fc2/kernel": 0.8,
+        "output/kernel": 0.9,
+    }
+    kept = sum(float(m.sum()) for m in masks.values())
+    total = sum(m.size for m in masks.values())
+    assert kept / total == pytest.approx(rows[-1]["weights_remaining"])
+
+
+def test_run_prints_progress_then_the_tables_of_its_json(finished):
+    run_dir, _, out, _ = finished
+    assert "Epoch 1/2" in out  # Keras' line per epoch.
+    assert "LotteryTicket: round 2/2, 80.2% of weights remaining" in out
+    assert out.index("[2/3] Control: random reinit") > out.index("round 2/2")
+    assert out.index("[3/3] Control: random pruning") > out.index("[2/3]")
+    for name in ("results.json", "results_reinit.json", "results_random.json"):
+        rows = load_results(run_dir / name)
+        assert [row["round"] for row in rows] == [0, 1]
+        assert results_table(rows) in out
+    csv = (run_dir / "results.csv").read_text().splitlines()
+    assert len(csv) == 3 and csv[0].startswith("round,weights_remaining")
+    rows = load_results(run_dir / "results.json")
+    assert [float(line.split(",")[1]) for line in csv[1:]] == [
+        row["weights_remaining"] for row in rows
+    ]
+    assert f"keras-lth report {run_dir}" in out
+
+
+def test_report_reprints_the_tables_and_redraws_the_plot(finished):
+    run_dir = finished[0]
+    (run_dir / "ticket_curve.png").unlink()
+    code, out, err = run_main(["report", run_dir])
+    assert code == 0, err
+    for name in ("results.json", "results_reinit.json", "results_random.json"):
+        assert results_table(load_results(run_dir / name)) in out
+    assert "== Control: random reinit" in out
+    assert "== Control: random pruning" in out
+    assert (run_dir / "ticket_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_run_refuses_an_existing_run_directory(finished):
+    run_dir = finished[0]
+    before = snapshot(run_dir)
+    code, out, err = run_main(["run", *TINY, "--no-export", "--output", run_dir])
+    assert_one_error_line(code, err, str(run_dir), "--resume", "--output")
+    assert "Epoch" not in out
+    assert snapshot(run_dir) == before
+
+
+def test_resume_skips_finished_stages(finished):
+    run_dir = finished[0]
+    before = snapshot(run_dir)
+    code, out, err = run_main(["run", "--output", run_dir, "--resume", "--no-export"])
+    assert code == 0, err
+    assert out.count("finished earlier") == 3
+    assert "Epoch" not in out
+    after = snapshot(run_dir)
+    del before["ticket_curve.png"], after["ticket_curve.png"]  # Redrawn.
+    assert after == before
+    assert results_table(load_results(run_dir / "results.json")) in out
+
+
+def test_resume_refuses_settings_that_differ_from_run_json(finished):
+    run_dir = finished[0]
+    before = snapshot(run_dir)
+    code, _, err = run_main(
+        ["run", "--output", run_dir, "--resume", "--rounds", "3", "--seed", "0"]
+    )
+    assert_one_error_line(code, err, "--rounds 3", "the run has 2", "run.json")
+    assert "--seed" not in err  # Same as the run's: not a difference.
+    assert snapshot(run_dir) == before
+
+
+def test_resume_continues_an_interrupted_stage(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    argv = ["run", "--rounds", "2", "--epochs-per-round", "2", "--batch-size", "512"]
+    argv += ["--controls", "none", "--no-export", "--output", run_dir]
+    original = LotteryTicket.on_epoch_end
+    calls = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        original(self, epoch, logs)  # Saves the checkpoint.
+        calls.append(epoch)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # As Ctrl-C after the third epoch.
+
+    monkeypatch.setattr(LotteryTicket, "on_epoch_end", on_epoch_end)
+    code, _, err = run_main(argv)
+    assert code == 130
+    assert f"--output {run_dir} --resume" in err
+    assert not (run_dir / "results.json").exists()
+    assert (run_dir / CHECKPOINT).is_file()
+
+    monkeypatch.undo()
+    code, out, err = run_main(["run", "--output", run_dir, "--resume", "--no-export"])
+    assert code == 0, err
+    assert "Continuing from the checkpoint" in out
+    assert "Epoch 4/4" in out
+    assert "Epoch 1/4" not in out and "Epoch 3/4" not in out
+    rows = load_results(run_dir / "results.json")
+    assert [row["round"] for row in rows] == [0, 1]
+    assert rows[1]["weights_remaining"] == pytest.approx(0.802, abs=1e-3)
+
+
+# ------------------------------------------------------------------ errors
+
+
+OUT = "<tmp>/run"  # Replaced by a path under the test's tmp_path.
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["run", "--bogus", "--output", OUT], "--bogus"),
+        (["run", "--rounds", "0", "--output", OUT], "--rounds"),
+        (["run", "--model", "lenet5", "--output", OUT], "lenet5"),
+        (["run", "--strategy", "magnitude", "--output", OUT], "magnitude"),
+        (["run", "--prune-rate", "1.5", "--output", OUT], "prune_rate"),
+        (
+            ["run", "--epochs-per-round", "2", "--rewind", "epoch:9", "--output", OUT],
+            "epoch:9",
+        ),
+        (["run", "--controls", "reinit,shuffle", "--output", OUT], "shuffle"),
+        (["run", "--layer-rate", "fc1", "--output", OUT], "LAYER=RATE"),
+        (["run", "--layer-rate", "fc9=0.1", "--output", OUT], "fc9"),
+        (
+            ["run", "--rewind", "reinit", "--controls", "reinit", "--output", OUT],
+            "repeat",
+        ),
+        (["run", "--resume"], "--output"),
+        ([], "choose a command"),
+    ],
+)
+def test_bad_options_give_one_error_line_and_exit_2(tmp_path, argv, needle):
+    run_dir = tmp_path / "run"
+    code, _, err = run_main([run_dir if arg == OUT else arg for arg in argv])
+    assert_one_error_line(code, err, needle)
+    assert not run_dir.exists()
+
+
+def test_an_unreadable_data_path_gives_one_error_line_and_exit_2(tmp_path):
+    missing = tmp_path / "no_such_folder"
+    argv = ["run", "--dataset", "mnist", "--data-path", missing]
+    code, _, err = run_main([*argv, "--output", tmp_path / "a"])
+    assert_one_error_line(code, err, "mnist", str(missing))
+
+    corrupt = tmp_path / "mnist.npz"
+    corrupt.write_bytes(b"not a zip file")
+    code, _, err = run_main(["run", "--data-path", corrupt, "--output", tmp_path / "b"])
+    assert_one_error_line(code, err, str(corrupt))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_report_of_a_folder_that_is_no_run(tmp_path):
+    code, _, err = run_main(["report", tmp_path])
+    assert_one_error_line(code, err, "run.json")
+
+
+# ---------------------------------------------------------------- tune hook
+
+
+def test_tune_hands_its_arguments_to_keras_lth_tuner(monkeypatch):
+    seen = []
+    fake = types.ModuleType("keras_lth.tuner")
+    fake.add_cli_arguments = lambda parser: parser.add_argument("--trials", type=int)
+    fake.run_cli = lambda args: seen.append(args.trials) or 7
+    monkeypatch.setitem(sys.modules, "keras_lth.tuner", fake)
+    assert run_main(["tune", "--trials", "3"])[0] == 7
+    assert seen == [3]
+    code, _, err = run_main(["tune", "--trials", "many"])
+    assert_one_error_line(code, err, "--trials")
+
+
+def test_tune_without_keras_lth_tuner_is_an_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "keras_lth.tuner", None)  # Not importable.
+    code, _, err = run_main(["tune"])
+    assert_one_error_line(code, err, "keras_lth.tuner")
+
+
+# ------------------------------------------------------------------ export
+
+
+def _can_export():
+    return (
+        keras.backend.backend() == "tensorflow"
+        and importlib.util.find_spec("keras_lth.export") is not None
+        and importlib.util.find_spec("ai_edge_litert") is not None
+    )
+
+
+@pytest.mark.skipif(not _can_export(), reason="needs keras_lth.export, ai_edge_litert")
+def test_export_writes_the_ticket_as_litert(tmp_path):
+    run_dir = tmp_path / "run"
+    code, out, err = run_main(
+        ["run", *TINY, "--controls", "none", "--export", "--output", run_dir]
+    )
+    assert code == 0, err
+    assert (run_dir / "ticket.tflite").stat().st_size > 0
+    report = (run_dir / "ticket_export.txt").read_text()
+    assert report.startswith("LiteRT export: ")
+    assert report.strip() in out
+
+
+# ------------------------------------------------------ real processes (slow)
+
+
+def _env():
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+
+
+def _our_stderr_lines(stderr):
+    """stderr without TensorFlow's start-up logging (printed at import)."""
+    return [
+        line
+        for line in stderr.splitlines()
+        if line.strip()
+        and not line.startswith(("I0000", "W0000", "WARNING: All log messages"))
+        and "cpu_feature_guard" not in line
+        and not line.startswith("To enable the following instructions")
+    ]
+
+
+@pytest.mark.slow
+def test_the_keras_lth_script_exits_2_with_one_error_line(tmp_path):
+    script = shutil.which("keras-lth", path=str(pathlib.Path(sys.executable).parent))
+    if script is None:
+        pytest.skip("the keras-lth script is not installed (pip install -e .)")
+    missing = tmp_path / "missing"
+    completed = subprocess.run(
+        [script, "run", "--data-path", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(),
+        cwd=tmp_path,
+    )
+    assert completed.returncode == 2, completed.stderr
+    assert "Traceback" not in completed.stderr
+    lines = _our_stderr_lines(completed.stderr)
+    assert len(lines) == 1 and lines[0].startswith("keras-lth: error: "), lines
+    assert f"cannot load the mnist data from {missing}" in lines[0]
+    assert completed.stdout == ""
+    assert not list(tmp_path.iterdir())  # No run directory was made.
+
+
+#: A `keras-lth run` that kills itself with SIGKILL right after the epoch end
+#: number `sys.argv[1]` (counted over all stages), once that epoch's
+#: checkpoint is written.
+_KILLED_RUN = """
+import os, signal, sys
+from keras_lth import cli
+from keras_lth.callbacks import LotteryTicket
+
+original, kill_after, calls = LotteryTicket.on_epoch_end, int(sys.argv[1]), []
+
+def on_epoch_end(self, epoch, logs=None):
+    original(self, epoch, logs)
+    calls.append(epoch)
+    if len(calls) == kill_after:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+LotteryTicket.on_epoch_end = on_epoch_end
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.slow
+def test_resume_skips_the_finished_stage_and_continues_a_killed_one(tmp_path):
+    run_dir = tmp_path / "run"
+    argv = ["run", "--rounds", "2", "--epochs-per-round", "2", "--batch-size", "512"]
+    argv += ["--no-export", "--output", str(run_dir)]
+    # IMP runs 4 epochs, then the reinit control: killed after its 2nd epoch.
+    completed = subprocess.run(
+        [sys.executable, "-c", _KILLED_RUN, "6", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(),
+        cwd=tmp_path,
+    )
+    assert completed.returncode == -signal.SIGKILL, completed.stderr[-4000:]
+    assert "Epoch 2/4" in completed.stdout  # The control's, then the kill.
+    assert (run_dir / "results.json").is_file()
+    assert not (run_dir / "results_reinit.json").exists()
+    imp_files = {
+        name: (run_dir / name).read_bytes()
+        for name in ("results.json", "results.csv", "ticket.keras")
+    }
+
+    code, out, err = run_main(["run", "--output", run_dir, "--resume", "--no-export"])
+    assert code == 0, err
+    imp, control = out.split("[2/2] Control: random reinit")
+    assert "finished earlier" in imp and "Epoch" not in imp
+    assert "Continuing from the checkpoint" in control
+    assert "Epoch 3/4" in control and "Epoch 4/4" in control
+    assert "Epoch 1/4" not in control and "Epoch 2/4" not in control
+    rows = load_results(run_dir / "results_reinit.json")
+    assert [row["round"] for row in rows] == [0, 1]
+    assert {n: (run_dir / n).read_bytes() for n in imp_files} == imp_files
