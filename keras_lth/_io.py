@@ -22,11 +22,20 @@ def _replacing(path, suffix=""):
     os.close(fd)
     try:
         yield tmp
+        # `mkstemp` makes the file private (0600); give it the permissions a
+        # plain `open` would, as the user's umask says.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _umask():
+    mask = os.umask(0o022)  # Reading the umask means setting it: put it back.
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path, write):

@@ -52,3 +52,14 @@ def test_save_model_is_atomic_and_loads(tmp_path):
         lth.save_model(Unsaveable(), path)
     assert keras.models.load_model(path) is not None  # The old file is intact.
     assert sorted(os.listdir(tmp_path)) == ["ticket.keras"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_written_files_get_the_umask_permissions_not_private(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "results.json"
+        atomic_write_text(path, "{}")
+        assert oct(os.stat(path).st_mode & 0o777) == oct(0o644)
+    finally:
+        os.umask(old)
