@@ -37,7 +37,7 @@ Output (in `--output`, default `runs/reproduce_lenet`)
 Reproduce (from the repository root):
 
     python benchmarks/reproduce_lenet.py            # the full run, < 60 min on 2 cores
-    python benchmarks/reproduce_lenet.py --quick    # about 5 minutes
+    python benchmarks/reproduce_lenet.py --quick    # about 3 minutes
     python benchmarks/reproduce_lenet.py --dry-run  # seconds: every code path, tiny
 """
 
@@ -278,7 +278,7 @@ def main(argv=None):
         description="Reproduce Frankle & Carbin's LeNet-300-100 experiment."
     )
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="about 5 minutes")
+    mode.add_argument("--quick", action="store_true", help="about 3 minutes")
     mode.add_argument("--dry-run", action="store_true", help="seconds, tiny")
     parser.add_argument("--data-path", default=str(DEFAULT_DATA))
     parser.add_argument("--seeds", type=int, help="number of seeds")
