@@ -57,6 +57,8 @@ class Benchmark:
     quick: tuple = ("--quick",)
     dry_run: tuple = ("--quick",)
     env: tuple = ()  # Extra environment variables, as (name, value) pairs.
+    # What a full run leaves behind, for `--reuse`: (report file, result file).
+    saved: tuple = ()
 
 
 BENCHMARKS = (
@@ -85,12 +87,14 @@ BENCHMARKS = (
         "Pruning methods compared (LeNet-300-100, MNIST split)",
         "compare_methods.py",
         dry_run=("--dry-run",),
+        saved=("runs/compare_methods/table.txt", "runs/compare_methods/results.json"),
     ),
     Benchmark(
         "reproduce_lenet",
         "Reproducing Frankle & Carbin's LeNet-300-100 experiment",
         "reproduce_lenet.py",
         dry_run=("--dry-run",),
+        saved=("runs/reproduce_lenet/report.md", "runs/reproduce_lenet/results.json"),
     ),
 )
 
@@ -170,6 +174,35 @@ def run(benchmark, args, mode):
     }
 
 
+def reuse(benchmark):
+    """A finished full run's saved output, instead of running it again."""
+    report, results = (ROOT / path for path in benchmark.saved)
+    shown = f"python benchmarks/{benchmark.script} {' '.join(benchmark.full)}".strip()
+    if not report.exists():
+        print(f"=== {benchmark.name}: no saved run at {report}", flush=True)
+        return {
+            "benchmark": benchmark,
+            "command": shown,
+            "seconds": 0.0,
+            "ok": False,
+            "stdout": "",
+            "stderr": f"--reuse: {report} does not exist; run the command first.",
+        }
+    written = datetime.datetime.fromtimestamp(
+        results.stat().st_mtime, datetime.timezone.utc
+    )
+    print(f"=== {benchmark.name}: reusing {report}", flush=True)
+    return {
+        "benchmark": benchmark,
+        "command": shown,
+        "seconds": 0.0,
+        "ok": True,
+        "stdout": report.read_text(encoding="utf-8"),
+        "stderr": "",
+        "reused": f"{report.relative_to(ROOT)}, written {written:%Y-%m-%d %H:%M} UTC",
+    }
+
+
 def _tail(text, lines=20):
     kept = [
         line
@@ -213,13 +246,12 @@ def summary(runs):
     return lines
 
 
-def report(runs, mode, started):
+def report(runs, mode, started, argv):
     text = [
         "# keras_lth benchmarks",
         "",
-        f"Written by `python benchmarks/run_all.py"
-        f"{'' if mode == 'full' else ' --' + mode}`"
-        f" on {started:%Y-%m-%d %H:%M} UTC.",
+        f"Written by `python benchmarks/run_all.py {' '.join(argv)}`".replace(" `", "`")
+        + f" on {started:%Y-%m-%d %H:%M} UTC.",
         "",
         f"- Machine: {machine()}.",
         f"- Versions: {versions()}.",
@@ -236,12 +268,18 @@ def report(runs, mode, started):
         text += ["", "## Summary", "", *headline]
     for r in runs:
         b = r["benchmark"]
+        if r.get("reused"):
+            ran = (
+                f"Not run again by this invocation (`--reuse`): the output of "
+                f"that command's last full run, {r['reused']}."
+            )
+        else:
+            ran = f"{r['seconds'] / 60:.1f} minutes, {'ok' if r['ok'] else 'FAILED'}."
         text += [
             "",
             f"## {b.title}",
             "",
-            f"Command: `{r['command']}` ({r['seconds'] / 60:.1f} minutes, "
-            f"{'ok' if r['ok'] else 'FAILED'}).",
+            f"Command: `{r['command']}` ({ran})",
             "",
             "```",
             r["stdout"].rstrip() or "(no output)",
@@ -261,6 +299,13 @@ def main(argv=None):
         help="comma-separated names from " + ", ".join(b.name for b in BENCHMARKS),
     )
     parser.add_argument("--output", help="default BENCHMARKS.md (dry run: runs/)")
+    parser.add_argument(
+        "--reuse",
+        help="comma-separated long benchmarks ("
+        + ", ".join(b.name for b in BENCHMARKS if b.saved)
+        + ") to take from their last full run's saved output instead of "
+        "running them again; BENCHMARKS.md says so",
+    )
     parser.add_argument("--timeout", type=float, default=2 * 3600, help="per script, s")
     args = parser.parse_args(argv)
     mode = "dry-run" if args.dry_run else "quick" if args.quick else "full"
@@ -280,8 +325,13 @@ def main(argv=None):
         )
     )
     started = datetime.datetime.now(datetime.timezone.utc)
-    runs = [run(b, args, mode) for b in chosen]
-    atomic_write_text(output, report(runs, mode, started))
+    reused = set(args.reuse.split(",")) if args.reuse else set()
+    unknown = sorted(reused - {b.name for b in BENCHMARKS if b.saved})
+    if unknown:
+        parser.error(f"--reuse: cannot reuse {unknown}")
+    runs = [reuse(b) if b.name in reused else run(b, args, mode) for b in chosen]
+    argv = sys.argv[1:] if argv is None else argv
+    atomic_write_text(output, report(runs, mode, started, argv))
     failed = [r["benchmark"].name for r in runs if not r["ok"]]
     print(f"Wrote {output}." + (f" Failed: {', '.join(failed)}." if failed else ""))
     print("To reproduce one figure, run the command shown above its output.")
