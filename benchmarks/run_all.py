@@ -250,8 +250,8 @@ def report(runs, mode, started, argv):
     text = [
         "# keras_lth benchmarks",
         "",
-        f"Written by `python benchmarks/run_all.py {' '.join(argv)}`".replace(" `", "`")
-        + f" on {started:%Y-%m-%d %H:%M} UTC.",
+        f"Written by `{' '.join(['python benchmarks/run_all.py', *argv])}`"
+        f" on {started:%Y-%m-%d %H:%M} UTC.",
         "",
         f"- Machine: {machine()}.",
         f"- Versions: {versions()}.",
