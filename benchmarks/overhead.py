@@ -57,16 +57,22 @@ How
     median (wall-clock) ratio of at most 1.05.
 
 Backends
-    The backend comes from `KERAS_BACKEND` (or `--backend`), set before Keras
-    is imported, so measuring several backends means running this script
-    once per backend, in a fresh process. Only TensorFlow is supported for
-    now.
+    TensorFlow, JAX and PyTorch. The backend comes from `KERAS_BACKEND` (or
+    `--backend`), set before Keras is imported. `--backend all` runs this
+    script once per backend, each in a fresh process, one after the other
+    (never two at once, so that they do not compete for the cores), prints
+    each backend's table as it comes, then one summary row per backend,
+    model and variant. Each backend trains the way Keras trains on it by
+    default: TensorFlow and JAX compile the step (`tf.function`, `jax.jit`),
+    PyTorch runs it eagerly. Under TensorFlow the data are a cached,
+    repeated `tf.data.Dataset`; under JAX and PyTorch, numpy arrays.
 
 Reproduce (from the repository root):
 
     python benchmarks/overhead.py                 # about 3 minutes
     python benchmarks/overhead.py --quick         # a few seconds, CI smoke
     python benchmarks/overhead.py --check         # exit 1 above the target
+    python benchmarks/overhead.py --backend all   # each backend, about 12 minutes
 
 The exit code is 0 whatever the figures, unless `--check` is given.
 """
@@ -87,7 +93,7 @@ QUICK_REPEATS = 3
 BATCH_SIZE = 60
 
 #: Backends this benchmark runs on, and the package each one needs.
-SUPPORTED_BACKENDS = ("tensorflow",)
+SUPPORTED_BACKENDS = ("tensorflow", "jax", "torch")
 BACKEND_PACKAGES = {
     "tensorflow": "tensorflow",
     "jax": "jax",
@@ -208,9 +214,12 @@ def parse_args(argv=None):
     parser.add_argument(
         "--backend",
         default=None,
-        help="Keras backend. Default: $KERAS_BACKEND, else tensorflow. "
-        f"Supported for now: {', '.join(SUPPORTED_BACKENDS)}.",
+        help="Keras backend, or 'all' to run every supported backend in its own "
+        "process, one after the other. Default: $KERAS_BACKEND, else "
+        f"tensorflow. Supported: {', '.join(SUPPORTED_BACKENDS)}.",
     )
+    # Where a child of `--backend all` writes its figures for the summary.
+    parser.add_argument("--result-file", default=None, help=argparse.SUPPRESS)
     parser.add_argument(
         "--target",
         type=float,
@@ -239,6 +248,17 @@ def parse_args(argv=None):
         value = getattr(args, option)
         if value is not None and value < 1:
             parser.error(f"--{option} must be at least 1. Received: {value}")
+    if args.backend == "all":
+        missing = [
+            backend
+            for backend in SUPPORTED_BACKENDS
+            if importlib.util.find_spec(BACKEND_PACKAGES[backend]) is None
+        ]
+        if missing:
+            parser.error(
+                f"--backend all needs {missing} installed for {sys.executable}."
+            )
+        return args
     try:
         args.backend = select_backend(args.backend)
     except ValueError as error:
@@ -265,11 +285,11 @@ def select_backend(requested):
             raise ValueError(
                 f"Backend {backend!r} needs the {package!r} package, which is "
                 f"not installed for {sys.executable}. This benchmark supports "
-                f"only {list(SUPPORTED_BACKENDS)} for now."
+                f"only {list(SUPPORTED_BACKENDS)}."
             )
         raise ValueError(
-            f"Backend {backend!r} is not supported by this benchmark yet. "
-            f"Supported: {list(SUPPORTED_BACKENDS)}."
+            f"Backend {backend!r} is not supported by this benchmark: it "
+            f"cannot train. Supported: {list(SUPPORTED_BACKENDS)}."
         )
     if importlib.util.find_spec(package) is None:
         raise ValueError(
@@ -515,6 +535,14 @@ def _environment(backend):
         import tensorflow as tf
 
         parts.append(f"TensorFlow {tf.__version__}")
+    elif backend == "jax":
+        import jax
+
+        parts.append(f"JAX {jax.__version__}")
+    elif backend == "torch":
+        import torch
+
+        parts.append(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads")
     parts += [
         f"Python {platform.python_version()}",
         f"{os.cpu_count()} CPUs",
@@ -529,9 +557,92 @@ def _load():
         return "load average unavailable"
 
 
+def _medians(results):
+    """`{model: {variant: median ratio}}`, what `--backend all` summarises."""
+    return {
+        result.model: {
+            variant: statistics.median(result.ratios(variant))
+            for variant, _ in VARIANTS
+        }
+        | {"plain_ms": statistics.median(result.wall["plain"]) * 1e3}
+        for result in results
+    }
+
+
+def run_all_backends(argv, args):
+    """Runs this script once per backend, in turn; prints a summary table."""
+    import json
+    import subprocess
+    import tempfile
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    child_argv = []
+    skip = False
+    for item in argv:  # Everything but --backend (and --check: judged here).
+        if skip:
+            skip = False
+        elif item == "--backend":
+            skip = True
+        elif not item.startswith("--backend=") and item != "--check":
+            child_argv.append(item)
+    summary = {}
+    failed_runs = []
+    with tempfile.TemporaryDirectory() as folder:
+        for backend in SUPPORTED_BACKENDS:
+            result_file = os.path.join(folder, f"{backend}.json")
+            command = [
+                sys.executable,
+                os.path.abspath(__file__),
+                *child_argv,
+                "--backend",
+                backend,
+                "--result-file",
+                result_file,
+            ]
+            print(f"=== {backend} ===", flush=True)
+            env = {**os.environ, "KERAS_BACKEND": backend}
+            env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+            code = subprocess.call(command, env=env)
+            print(flush=True)
+            if code != 0 or not os.path.exists(result_file):
+                failed_runs.append(backend)
+                continue
+            with open(result_file) as f:
+                summary[backend] = json.load(f)
+
+    header = (
+        f"{'backend':<10} {'model':<7} {'masks':<20} {'plain ms/step':>13} "
+        f"{'median ratio':>12}  target <= {args.target:.2f}x"
+    )
+    print("Summary: median masked / plain step-time ratio per backend")
+    print(header)
+    print("-" * len(header))
+    above = []
+    for backend, models in summary.items():
+        for model, medians in models.items():
+            for variant, label in VARIANTS:
+                ratio = medians[variant]
+                verdict = "PASS" if ratio <= args.target else "FAIL"
+                if ratio > args.target:
+                    above.append(f"{backend} {model} ({label})")
+                print(
+                    f"{backend:<10} {model:<7} {label:<20} "
+                    f"{medians['plain_ms']:>13.2f} {ratio:>11.3f}x  {verdict}"
+                )
+    if failed_runs:
+        print(f"\nThe run failed on: {', '.join(failed_runs)}")
+        return 2
+    if args.check and above:
+        print(f"\n--check: above the {args.target:.2f}x target: {', '.join(above)}")
+        return 1
+    return 0
+
+
 def main(argv=None):
     args = parse_args(argv)  # Sets KERAS_BACKEND before Keras is imported.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if args.backend == "all":
+        return run_all_backends(argv, args)
 
     print("keras_lth masking overhead: training step time, masked / plain")
     print(_environment(args.backend))
@@ -553,6 +664,11 @@ def main(argv=None):
     print(format_notes(results))
     if args.quick:
         print("\n(--quick: too few steps for the figures to mean anything.)")
+    if args.result_file:
+        import json
+
+        with open(args.result_file, "w") as f:
+            json.dump(_medians(results), f)
 
     failed = [
         f"{result.model} ({label})"

@@ -1,6 +1,7 @@
-"""Workarounds for older Keras releases within the supported range."""
+"""Workarounds for the Keras releases and backends keras_lth supports."""
 
 import contextlib
+import sys
 
 import keras
 
@@ -27,3 +28,30 @@ def only_first_replica_scope():
         return next_creator(**kwargs)
 
     return tf.variable_creator_scope(creator)
+
+
+def refuse_tf_distribute_off_tensorflow(what):
+    """Raises if a `tf.distribute` strategy is in scope on another backend.
+
+    Only the TensorFlow backend distributes with `tf.distribute`; the others
+    ignore its scope and would silently train on one device. Nothing is
+    imported: without TensorFlow already loaded, no strategy can be in scope.
+
+    Args:
+        what: What is being done in the scope, for the message.
+    """
+    backend = keras.backend.backend()
+    tf = sys.modules.get("tensorflow")
+    if backend == "tensorflow" or tf is None:
+        return
+    distribute = getattr(tf, "distribute", None)
+    if distribute is None or not distribute.has_strategy():
+        return
+    strategy = type(distribute.get_strategy()).__name__
+    raise ValueError(
+        f"{what} inside a tf.distribute {strategy} scope, but Keras runs on "
+        f"the {backend!r} backend, which ignores tf.distribute (training would "
+        "run on one device). Use KERAS_BACKEND=tensorflow for tf.distribute, "
+        "or Keras's own distribution API (keras.distribution.DataParallel) "
+        "on JAX."
+    )

@@ -10,8 +10,41 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+TESTS = pathlib.Path(__file__).resolve().parent
 # ../shared beside the project root, as in CI.
-MNIST_DIR = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+MNIST_DIR = TESTS.parents[1] / "shared" / "data" / "mnist"
+
+#: The modules that test keras_lth's backend-agnostic core: masked layers,
+#: `mask_model` / `strip_masks` / `sparsity`, saving, `LotteryTicket` (every
+#: rewind mode, one-shot, early-bird, blocks, checkpoints, TensorBoard logs),
+#: `GradualPruning` and pruning at init. They get the `core` marker, and
+#: `.ci/run` runs `-m core` again under KERAS_BACKEND=jax and =torch (the
+#: backend comes from the environment). The other modules test pure-Python
+#: parts (`pruning`, `schedules`, `results`, `plotting`, `datasets`), the
+#: TensorFlow-only parts (`tf.distribute`, LiteRT export), or start their own
+#: processes with a backend of their choosing; they run once, on TensorFlow.
+CORE_MODULES = (
+    "layers/test_base.py",
+    "layers/test_convolutional.py",
+    "layers/test_dense.py",
+    "layers/test_embedding.py",
+    "test_masking.py",
+    "test_io.py",
+    "test_models.py",
+    "test_pruning_at_init.py",
+    "callbacks/test_lottery_ticket.py",
+    "callbacks/test_lottery_ticket_methods.py",
+    "callbacks/test_lottery_ticket_checkpoint.py",
+    "callbacks/test_gradual_pruning.py",
+    "callbacks/test_sparsity_summaries.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    core = {TESTS / module for module in CORE_MODULES}
+    for item in items:
+        if pathlib.Path(item.fspath) in core:
+            item.add_marker(pytest.mark.core)
 
 
 @pytest.fixture

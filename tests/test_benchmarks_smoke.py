@@ -39,14 +39,51 @@ def test_overhead_quick_prints_a_table_with_a_ratio_per_row():
 
 def test_overhead_rejects_an_unsupported_backend():
     completed = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--backend", "jax"],
+        [sys.executable, str(SCRIPT), "--quick", "--backend", "numpy"],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert completed.returncode == 2
-    assert "jax" in completed.stderr
-    assert "tensorflow" in completed.stderr
+    assert "'numpy'" in completed.stderr
+    assert "['tensorflow', 'jax', 'torch']" in completed.stderr
+
+
+SUMMARY_ROW = re.compile(
+    r"^(tensorflow|jax|torch)\s+(lenet)\s.*?\s(\d+\.\d+)x\s+(PASS|FAIL)$"
+)
+
+
+def test_overhead_all_backends_runs_each_in_turn_and_sums_up():
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("KERAS_BACKEND", None)
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--quick",
+            "--backend",
+            "all",
+            "--models",
+            "lenet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=SCRIPT.parents[1],
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    out = completed.stdout
+    for backend in ("tensorflow", "jax", "torch"):
+        assert f"=== {backend} ===" in out
+        assert f"backend {backend}," in out  # Each child says what it ran on.
+    summary = out.split("Summary:")[1]
+    rows = [m for m in map(SUMMARY_ROW.match, summary.splitlines()) if m]
+    assert [m.group(1) for m in rows] == ["tensorflow"] * 2 + ["jax"] * 2 + [
+        "torch"
+    ] * 2, summary
+    assert all(float(m.group(3)) > 0 for m in rows)
 
 
 MNIST = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"

@@ -22,6 +22,7 @@ from keras_lth.pruning_at_init import prune_to_sparsity
 from keras_lth.pruning_at_init import random_init_mask
 from keras_lth.pruning_at_init import snip
 from keras_lth.pruning_at_init import synflow
+from tests import backends
 
 FAST = settings(max_examples=50, deadline=None)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,7 +66,7 @@ def assert_unchanged(model, before):
         np.testing.assert_array_equal(a, b)
 
 
-# --- JAX, in its own process (this one runs TensorFlow) -----------------------
+# --- JAX, in its own process (this one runs TensorFlow or PyTorch) ------------
 
 # TensorFlow is blocked in this process: the JAX path must not need it (and
 # Keras would import it just to check it is there, which takes seconds).
@@ -108,8 +109,8 @@ def jax_process(request, jax_folder):
 
     Only when the test that reads it is selected.
     """
-    wanted = any(
-        item.name == "test_tensorflow_and_jax_agree" for item in request.session.items
+    wanted = backends.BACKEND != "jax" and any(
+        item.name == "test_this_backend_and_jax_agree" for item in request.session.items
     )
     if not wanted:
         yield None
@@ -301,8 +302,9 @@ def test_snip_keeps_pruned_weights_pruned_and_accepts_a_loss_name():
     assert sum(pruned(m) for m in masks.values()) == count(0.7, total)
 
 
-def test_tensorflow_and_jax_agree(jax_process, jax_folder):
-    assert keras.backend.backend() == "tensorflow"
+@backends.not_on("jax", "compares this backend with a JAX process")
+def test_this_backend_and_jax_agree(jax_process, jax_folder):
+    assert keras.backend.backend() in ("tensorflow", "torch")
     model = keras.models.load_model(os.path.join(jax_folder, "model.keras"))
     data = np.load(os.path.join(jax_folder, "batch.npz"))
     scores = pruning_at_init._snip_scores(

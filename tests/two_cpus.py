@@ -13,15 +13,11 @@ import subprocess
 import sys
 import textwrap
 
-import keras
-import pytest
+from tests import backends
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-requires_tensorflow = pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow",
-    reason="tf.distribute needs the TensorFlow backend",
-)
+requires_tensorflow = backends.requires_tensorflow("tf.distribute")
 
 PREAMBLE = textwrap.dedent(
     """

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_lth._compat import refuse_tf_distribute_off_tensorflow
 from keras_lth.masking import get_masks
 from keras_lth.masking import get_prunable_weights
 from keras_lth.masking import prunable_tensors
@@ -164,6 +165,7 @@ class GradualPruning(keras.callbacks.Callback):
     # ------------------------------------------------------------ callbacks
 
     def on_train_begin(self, logs=None):
+        refuse_tf_distribute_off_tensorflow("`fit` with GradualPruning runs")
         tensors = prunable_tensors(self.model)
         if not tensors:
             raise ValueError(

@@ -14,6 +14,7 @@ from keras import ops
 
 from keras_lth import pruning
 from keras_lth import results as results_lib
+from keras_lth._compat import refuse_tf_distribute_off_tensorflow
 from keras_lth._io import atomic_write
 from keras_lth.callbacks.sparsity_summaries import SparsitySummaries
 from keras_lth.masking import get_masks
@@ -286,6 +287,7 @@ class LotteryTicket(keras.callbacks.Callback):
                 f"{self.epochs_per_round} epochs. Pass "
                 f"epochs=ticket.total_epochs ({self.total_epochs})."
             )
+        refuse_tf_distribute_off_tensorflow("`fit` with LotteryTicket runs")
         tensors = prunable_tensors(self.model)
         if not tensors:
             raise ValueError(

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_lth._compat import only_first_replica_scope
+from keras_lth._compat import refuse_tf_distribute_off_tensorflow
 
 
 class MaskedLayer:
@@ -68,6 +69,7 @@ class MaskedLayer:
                 self.enable_lora(lora_rank, lora_alpha=lora_alpha)
 
     def _add_masks(self):
+        refuse_tf_distribute_off_tensorflow(f"Masked layer '{self.name}' is built")
         for name in self.prunable_weight_names:
             weight = self.prunable_variable(name)
             with only_first_replica_scope():
@@ -120,7 +122,12 @@ class MaskedLayer:
         if getattr(self, "lora_enabled", False):
             # The low-rank update is not zero at pruned entries.
             return ops.multiply(weight, mask)
-        return _mask_gradient(weight, mask)
+        # Tensors, not the variables: PyTorch's autograd tracks the tensor
+        # arguments of a custom gradient only, so a variable passed as is
+        # would get the unmasked gradient through the identity's output.
+        return _mask_gradient(
+            ops.convert_to_tensor(weight), ops.convert_to_tensor(mask)
+        )
 
     def set_mask(self, name, mask):
         """Sets the mask of weight `name` and zeroes its pruned entries.

@@ -19,6 +19,7 @@ from keras_lth.masking import get_masks
 from keras_lth.masking import get_prunable_weights
 from keras_lth.schedules import ConstantSparsity
 from keras_lth.schedules import PolynomialDecay
+from tests import backends
 
 SAMPLES, BATCH = 64, 8  # 8 steps per epoch.
 SIZES = {"hidden/kernel": 8 * 16, "output/kernel": 16 * 3}
@@ -180,6 +181,7 @@ def test_a_sparsity_that_goes_down_prunes_nothing_more():
     assert counts[6] == pruned_count(0.75, 128)
 
 
+@backends.not_on("torch", "Keras allows steps_per_execution=1 only")
 def test_steps_per_execution_applies_a_missed_step_at_the_next_call():
     schedule = PolynomialDecay(0.0, 0.6, begin_step=2, end_step=8, frequency=2)
     model = build()

@@ -13,6 +13,7 @@ from keras import ops
 
 import keras_lth as lth
 from keras_lth.masking import get_prunable_weights
+from tests import backends
 
 BATCH = 64
 
@@ -614,3 +615,15 @@ def test_weights_written_behind_its_back_are_reported_and_rezeroed(digits):
         model.fit(x, y, epochs=4, callbacks=[ticket, Vandal()], verbose=0)
     mask = lth.get_masks(model)["hidden/kernel"]
     assert np.all(get_prunable_weights(model)["hidden/kernel"][mask == 0] == 0)
+
+
+@backends.not_on("tensorflow", "tf.distribute works there: see its own tests")
+def test_fit_in_a_tf_distribute_scope_on_another_backend_is_refused(digits):
+    import tensorflow as tf
+
+    x, y, _, _ = digits
+    model = compiled(lth.mask_model(build_model(batch_norm=False)))
+    ticket = lth.LotteryTicket(2, 1, verbose=0)
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        with pytest.raises(ValueError, match=r"LotteryTicket.*KERAS_BACKEND=tensorf"):
+            model.fit(x, y, epochs=ticket.total_epochs, callbacks=[ticket], verbose=0)

@@ -32,7 +32,6 @@ SCRIPT = textwrap.dedent(
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     import keras
     import numpy as np
-    import tensorflow as tf
     from sklearn.datasets import load_digits
 
     import keras_lth as lth
@@ -88,7 +87,10 @@ SCRIPT = textwrap.dedent(
     order = np.random.default_rng(0).permutation(len(x))
     x, y = x[order], y[order]
     keras.utils.set_random_seed(7)
-    tf.config.experimental.enable_op_determinism()
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     model = keras.Sequential([
         keras.Input((64,)),
         keras.layers.Dense(48, activation="relu", name="hidden"),
@@ -126,7 +128,12 @@ def run_script(tmp_path, name, checkpoint_dir, env=None):
     script = tmp_path / "imp_script.py"
     script.write_text(SCRIPT)
     out = tmp_path / f"{name}.json"
-    environment = {**os.environ, "KERAS_BACKEND": "tensorflow", **(env or {})}
+    # On this run's backend: a checkpoint is written and resumed there.
+    environment = {
+        **os.environ,
+        "KERAS_BACKEND": keras.backend.backend(),
+        **(env or {}),
+    }
     completed = subprocess.run(
         [sys.executable, str(script), str(checkpoint_dir), str(out)],
         env=environment,

@@ -11,13 +11,9 @@ import dataclasses
 import keras
 import numpy as np
 import pytest
+from keras import ops
 
 from keras_lth import layers
-
-requires_tensorflow = pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow",
-    reason="uses tf.GradientTape",
-)
 
 KERNEL = {"kernel": "kernel_initializer"}
 DEPTHWISE = {"kernel": "depthwise_initializer"}
@@ -178,14 +174,19 @@ def prune_randomly(layer, case, rng):
     Returns the masks and the weights as they were just before pruning, after
     checking that `set_mask` stored the pruned entries as exact zeros.
     """
-    dense = {name: np.asarray(layer.prunable_variable(name)) for name in case.prunable}
+    dense = {
+        name: ops.convert_to_numpy(layer.prunable_variable(name))
+        for name in case.prunable
+    }
     masks = {}
     for name in case.prunable:
         masks[name] = random_mask(tuple(layer.mask_variable(name).shape), rng)
         layer.set_mask(name, masks[name])
     for name, mask in masks.items():
-        stored = np.asarray(layer.prunable_variable(name))
-        np.testing.assert_array_equal(np.asarray(layer.mask_variable(name)), mask)
+        stored = ops.convert_to_numpy(layer.prunable_variable(name))
+        np.testing.assert_array_equal(
+            ops.convert_to_numpy(layer.mask_variable(name)), mask
+        )
         np.testing.assert_array_equal(stored, dense[name] * mask)
         assert np.all(stored[mask == 0] == 0.0), name
     return masks, dense
@@ -201,7 +202,10 @@ def stock_holding(case, layer, values=None, **kwargs):
     stock = case.stock(**case.kwargs, **kwargs)
     stock.build(case.input_shape)
     stock.set_weights(
-        [values.get(v.name, np.asarray(variable(layer, v.name))) for v in stock.weights]
+        [
+            values.get(v.name, ops.convert_to_numpy(variable(layer, v.name)))
+            for v in stock.weights
+        ]
     )
     return stock
 
@@ -243,10 +247,14 @@ def assert_pruned_entries_stayed_zero(layer, masks, before):
     """After training: the masks as set, zeros where pruned, kept ones trained."""
     for name, mask in masks.items():
         pruned = mask == 0
-        weight = np.asarray(layer.prunable_variable(name))
-        np.testing.assert_array_equal(np.asarray(layer.mask_variable(name)), mask)
+        weight = ops.convert_to_numpy(layer.prunable_variable(name))
+        np.testing.assert_array_equal(
+            ops.convert_to_numpy(layer.mask_variable(name)), mask
+        )
         assert np.all(weight[pruned] == 0.0), name
-        assert np.all(np.asarray(layer.masked_weight(name))[pruned] == 0.0), name
+        assert np.all(ops.convert_to_numpy(layer.masked_weight(name))[pruned] == 0.0), (
+            name
+        )
         # Training happened on the kept entries.
         assert np.any(weight[~pruned] != before[name][~pruned]), name
 
@@ -260,9 +268,9 @@ def check_output_equals_stock_layer_with_masked_weights(case):
     randomize_weights(layer, rng)
     x = case.inputs(rng)
 
-    dense_output = np.asarray(layer(x))
+    dense_output = ops.convert_to_numpy(layer(x))
     np.testing.assert_array_equal(
-        dense_output, np.asarray(stock_holding(case, layer)(x))
+        dense_output, ops.convert_to_numpy(stock_holding(case, layer)(x))
     )
 
     masks, dense = prune_randomly(layer, case, rng)
@@ -270,12 +278,12 @@ def check_output_equals_stock_layer_with_masked_weights(case):
     # were before pruning, not from what `set_mask` stored.
     folded = {name: dense[name] * mask for name, mask in masks.items()}
     pruned_stock = stock_holding(case, layer, folded)
-    pruned_output = np.asarray(layer(x))
-    np.testing.assert_array_equal(pruned_output, np.asarray(pruned_stock(x)))
+    pruned_output = ops.convert_to_numpy(layer(x))
+    np.testing.assert_array_equal(pruned_output, ops.convert_to_numpy(pruned_stock(x)))
     assert not np.array_equal(pruned_output, dense_output)
     for name in masks:
         np.testing.assert_array_equal(
-            np.asarray(layer.masked_weight(name)), folded[name]
+            ops.convert_to_numpy(layer.masked_weight(name)), folded[name]
         )
 
 

@@ -13,15 +13,13 @@ import numpy as np
 import pytest
 
 import keras_lth
+from tests import backends
 from tests.layers import _cases
 from tests.two_cpus import run_scenario
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        keras.backend.backend() != "tensorflow",
-        reason="tf.distribute and these mixed precision checks need TensorFlow",
-    ),
+    backends.requires_tensorflow("tf.distribute and mixed precision under it"),
 ]
 
 DISTRIBUTED_SCENARIO = textwrap.dedent(

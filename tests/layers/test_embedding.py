@@ -14,6 +14,7 @@ import dataclasses
 import keras
 import numpy as np
 import pytest
+from keras import ops
 
 from tests.layers import _cases
 
@@ -39,7 +40,11 @@ def _random_table(rng):
     """A built layer with a random table, the table, and indices of every row."""
     layer = _cases.build(CASE)
     _cases.randomize_weights(layer, rng)
-    return layer, np.asarray(layer.prunable_variable("embeddings")), CASE.inputs(rng)
+    return (
+        layer,
+        ops.convert_to_numpy(layer.prunable_variable("embeddings")),
+        CASE.inputs(rng),
+    )
 
 
 def test_output_is_exact_even_when_the_mask_is_assigned_directly():
@@ -51,16 +56,16 @@ def test_output_is_exact_even_when_the_mask_is_assigned_directly():
     mask = _cases.random_mask(table.shape, rng)
     layer.mask_variable("embeddings").assign(mask)
     np.testing.assert_array_equal(
-        np.asarray(layer.prunable_variable("embeddings")), table
+        ops.convert_to_numpy(layer.prunable_variable("embeddings")), table
     )
     stock = _cases.stock_holding(CASE, layer, {"embeddings": table * mask})
     np.testing.assert_array_equal(
-        np.asarray(layer(indices)), np.asarray(stock(indices))
+        ops.convert_to_numpy(layer(indices)), ops.convert_to_numpy(stock(indices))
     )
 
     layer.apply_masks()
     np.testing.assert_array_equal(
-        np.asarray(layer.prunable_variable("embeddings")), table * mask
+        ops.convert_to_numpy(layer.prunable_variable("embeddings")), table * mask
     )
 
 
@@ -69,9 +74,10 @@ def test_mask_zero_gives_the_stock_keras_mask():
     layer = _cases.build(CASE, mask_zero=True)
     stock = keras.layers.Embedding(**CASE.kwargs, mask_zero=True)
     np.testing.assert_array_equal(
-        np.asarray(layer.compute_mask(indices)), np.asarray(stock.compute_mask(indices))
+        ops.convert_to_numpy(layer.compute_mask(indices)),
+        ops.convert_to_numpy(stock.compute_mask(indices)),
     )
-    assert not np.all(np.asarray(layer.compute_mask(indices)))
+    assert not np.all(ops.convert_to_numpy(layer.compute_mask(indices)))
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
@@ -87,7 +93,7 @@ def test_mixed_precision_keeps_a_float32_mask(policy):
     assert keras.backend.standardize_dtype(outputs.dtype) == compute_dtype
     assert layer.mask_variable("embeddings").dtype == "float32"
     expected = (table * mask)[indices].astype(compute_dtype)
-    np.testing.assert_array_equal(np.asarray(outputs), expected)
+    np.testing.assert_array_equal(ops.convert_to_numpy(outputs), expected)
 
 
 # Arguments of the stock layer that the masked twin must accept too.
@@ -101,9 +107,9 @@ def test_initial_weights_argument_is_accepted():
     indices = CASE.inputs(np.random.default_rng(8))
     layer = CASE.masked(**CASE.kwargs, weights=table)
     np.testing.assert_array_equal(
-        np.asarray(layer.prunable_variable("embeddings")), table
+        ops.convert_to_numpy(layer.prunable_variable("embeddings")), table
     )
     np.testing.assert_array_equal(
-        np.asarray(layer.mask_variable("embeddings")), np.ones_like(table)
+        ops.convert_to_numpy(layer.mask_variable("embeddings")), np.ones_like(table)
     )
-    np.testing.assert_array_equal(np.asarray(layer(indices)), table[indices])
+    np.testing.assert_array_equal(ops.convert_to_numpy(layer(indices)), table[indices])
