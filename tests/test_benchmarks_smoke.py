@@ -1,4 +1,5 @@
-"""Smoke test: `benchmarks/overhead.py --quick` runs and prints its table."""
+"""Smoke tests of `benchmarks/`: each script's quickest mode runs and writes
+what it promises."""
 
 import json
 import os
@@ -12,19 +13,32 @@ import pytest
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "overhead.py"
 pytestmark = pytest.mark.slow  # A subprocess that imports TensorFlow.
 
+
+def run_benchmark(script, *args, timeout, backend="tensorflow"):
+    """Runs `benchmarks/<script>` with `args` from the repository root.
+
+    `backend` is set as `KERAS_BACKEND`; `None` leaves the script to choose.
+    """
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    if backend is None:
+        env.pop("KERAS_BACKEND", None)
+    else:
+        env["KERAS_BACKEND"] = backend
+    return subprocess.run(
+        [sys.executable, str(SCRIPT.parent / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=SCRIPT.parents[1],
+    )
+
+
 ROW = re.compile(r"^(lenet|conv4)\s.*?\s(\d+\.\d+)x\s.*\b(PASS|FAIL)$")
 
 
 def test_overhead_quick_prints_a_table_with_a_ratio_per_row():
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    completed = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=SCRIPT.parents[1],
-    )
+    completed = run_benchmark("overhead.py", "--quick", timeout=300)
     assert completed.returncode == 0, completed.stderr[-4000:]
     out = completed.stdout
     assert "plain ms/step" in out
@@ -38,11 +52,8 @@ def test_overhead_quick_prints_a_table_with_a_ratio_per_row():
 
 
 def test_overhead_rejects_an_unsupported_backend():
-    completed = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--backend", "numpy"],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    completed = run_benchmark(
+        "overhead.py", "--quick", "--backend", "numpy", timeout=60
     )
     assert completed.returncode == 2
     assert "'numpy'" in completed.stderr
@@ -55,23 +66,15 @@ SUMMARY_ROW = re.compile(
 
 
 def test_overhead_all_backends_runs_each_in_turn_and_sums_up():
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("KERAS_BACKEND", None)
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "--quick",
-            "--backend",
-            "all",
-            "--models",
-            "lenet",
-        ],
-        capture_output=True,
-        text=True,
+    completed = run_benchmark(
+        "overhead.py",
+        "--quick",
+        "--backend",
+        "all",
+        "--models",
+        "lenet",
         timeout=600,
-        env=env,
-        cwd=SCRIPT.parents[1],
+        backend=None,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     out = completed.stdout
@@ -91,15 +94,8 @@ MNIST = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist
 
 @pytest.mark.skipif(not MNIST.exists(), reason=f"MNIST test set not in {MNIST}")
 def test_reproduce_lenet_dry_run_writes_its_table_plot_and_json(tmp_path):
-    script = SCRIPT.parent / "reproduce_lenet.py"
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    completed = subprocess.run(
-        [sys.executable, str(script), "--dry-run", "--output", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=SCRIPT.parents[1],
+    completed = run_benchmark(
+        "reproduce_lenet.py", "--dry-run", "--output", str(tmp_path), timeout=300
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     out = completed.stdout
@@ -119,18 +115,8 @@ def test_reproduce_lenet_dry_run_writes_its_table_plot_and_json(tmp_path):
 def test_run_all_dry_run_runs_every_benchmark(tmp_path):
     """The scripts cannot rot: each one's smallest mode, through run_all."""
     output = tmp_path / "BENCHMARKS.md"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT.parent / "run_all.py"),
-            "--dry-run",
-            "--output",
-            str(output),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        cwd=SCRIPT.parents[1],
+    completed = run_benchmark(
+        "run_all.py", "--dry-run", "--output", str(output), timeout=1200
     )
     assert completed.returncode == 0, completed.stdout[-4000:]
     text = output.read_text()
