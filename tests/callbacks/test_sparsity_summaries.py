@@ -26,6 +26,7 @@ from keras_lth._summary_writer import histogram_buckets
 from keras_lth._summary_writer import png_size
 from keras_lth.callbacks.sparsity_summaries import SparsitySummaries
 from keras_lth.masking import get_prunable_weights
+from tests import backends
 
 BATCH = 128  # 1,437 digits: 12 steps per epoch.
 STEPS = 12
@@ -384,6 +385,40 @@ def test_writer_needs_no_tensorflow(tmp_path):
     values, _ = read_run(tmp_path)
     assert scalars(values["a"]) == {3: 1.5}
     assert values["h"][3][:, 2].sum() == 3
+
+
+@backends.not_on("tensorflow", "TensorFlow is the backend there")
+def test_a_ticket_logs_summaries_with_tensorflow_blocked(tmp_path):
+    # On JAX and PyTorch, the whole run, `log_dir` included, needs no
+    # TensorFlow: it is made unimportable in the process.
+    code = (
+        "import sys\n"
+        "sys.modules['tensorflow'] = None\n"
+        "import keras, numpy as np, keras_lth as lth\n"
+        "model = lth.mask_model(keras.Sequential([keras.Input((8,)),\n"
+        "    keras.layers.Dense(6, name='hidden'), keras.layers.Dense(3)]))\n"
+        "model.compile(optimizer='adam', loss='sparse_categorical_crossentropy')\n"
+        f"ticket = lth.LotteryTicket(2, 1, monitor='loss', verbose=0,\n"
+        f"    log_dir={str(tmp_path)!r})\n"
+        "rng = np.random.default_rng(0)\n"
+        "model.fit(rng.random((32, 8), dtype=np.float32), rng.integers(0, 3, 32),\n"
+        "    epochs=ticket.total_epochs, callbacks=[ticket], verbose=0)\n"
+        "print(keras.backend.backend(), len(ticket.results))\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": backends.BACKEND}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == [backends.BACKEND, "2"]
+    values, _ = read_run(tmp_path / "train")
+    written = scalars(values["sparsity/global"])
+    assert written[0] == 0.0 and max(written.values()) > 0.0, written  # Pruned.
 
 
 def test_histogram_buckets_match_tensorboard_layout():
