@@ -30,10 +30,16 @@ class MaskedLayer:
       moments) of pruned entries. With zero gradient and zero slots, no
       update, momentum or weight decay can move a pruned weight off zero, so
       it never grows back.
-    * **Why not multiply in `call`.** `weight * mask` in the forward pass
-      costs a pass over every kernel on every step, forward and backward; on
-      LeNet-300-100 that made a step about 12% slower (see
-      `benchmarks/overhead.py`). Reading stored zeros costs nothing.
+    * **How, per backend.** On TensorFlow and JAX, which compile the
+      training step, `masked_weight` is the stored weight itself with a
+      custom gradient that multiplies by the mask: reading stored zeros costs
+      nothing, whereas `weight * mask` in the forward pass costs a pass over
+      every kernel, forward and backward (about 12% of a LeNet-300-100 step
+      on TensorFlow, see `benchmarks/overhead.py`). On PyTorch, which runs
+      the step eagerly, a custom gradient is a Python `autograd.Function`
+      called on every step, which costs more than the multiply itself, so
+      there `masked_weight` is `weight * mask`. Both give the same values
+      and the same masked gradient.
 
     So change masks with `set_mask` or `keras_lth.set_masks`, not by
     assigning the mask variables directly, and after writing weights with
@@ -116,11 +122,13 @@ class MaskedLayer:
 
         Its value is the weight itself, whose pruned entries are stored as
         zeros, and its gradient is masked: pruned entries get exactly zero.
+        (On PyTorch it is computed as `weight * mask`; see the class
+        docstring.)
         """
         mask = self.mask_variable(name)
         weight = getattr(self, name)
-        if getattr(self, "lora_enabled", False):
-            # The low-rank update is not zero at pruned entries.
+        if _MULTIPLY_IN_CALL or getattr(self, "lora_enabled", False):
+            # With LoRA, the low-rank update is not zero at pruned entries.
             return ops.multiply(weight, mask)
         # Tensors, not the variables: PyTorch's autograd tracks the tensor
         # arguments of a custom gradient only, so a variable passed as is
@@ -174,6 +182,12 @@ def stock_class(masked_class):
         if issubclass(cls, keras.layers.Layer) and not issubclass(cls, MaskedLayer):
             return cls
     raise TypeError(f"Expected a subclass of a Keras layer. Received: {masked_class!r}")
+
+
+# PyTorch runs the training step eagerly, where the custom gradient below is a
+# Python `autograd.Function` on every call: measured on LeNet-300-100, it cost
+# more than multiplying by the mask in `call`, which autograd runs in C++.
+_MULTIPLY_IN_CALL = keras.backend.backend() == "torch"
 
 
 @ops.custom_gradient
