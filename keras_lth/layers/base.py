@@ -30,16 +30,18 @@ class MaskedLayer:
       moments) of pruned entries. With zero gradient and zero slots, no
       update, momentum or weight decay can move a pruned weight off zero, so
       it never grows back.
-    * **How, per backend.** On TensorFlow and JAX, which compile the
-      training step, `masked_weight` is the stored weight itself with a
-      custom gradient that multiplies by the mask: reading stored zeros costs
-      nothing, whereas `weight * mask` in the forward pass costs a pass over
-      every kernel, forward and backward (about 12% of a LeNet-300-100 step
-      on TensorFlow, see `benchmarks/overhead.py`). On PyTorch, which runs
-      the step eagerly, a custom gradient is a Python `autograd.Function`
-      called on every step, which costs more than the multiply itself, so
-      there `masked_weight` is `weight * mask`. Both give the same values
-      and the same masked gradient.
+    * **How, per backend.** The forward pass reads the stored weight
+      itself, so reading the zeros costs nothing, whereas `weight * mask` in
+      the forward pass would cost a pass over every kernel, forward and
+      backward (about 12% of a LeNet-300-100 step on TensorFlow, see
+      `benchmarks/overhead.py`). Only the gradient is multiplied by the mask.
+      On TensorFlow and JAX, which compile the training step, that is a
+      custom gradient (`keras.ops.custom_gradient`). On PyTorch, which runs
+      the step eagerly, a custom gradient would be a Python
+      `autograd.Function` called on every step, so there it is a hook on the
+      weight's tensor that autograd calls with the gradient: one `torch.mul`
+      and no Python frame. Both give the same values and the same masked
+      gradient.
 
     So change masks with `set_mask` or `keras_lth.set_masks`, not by
     assigning the mask variables directly, and after writing weights with
@@ -122,13 +124,16 @@ class MaskedLayer:
 
         Its value is the weight itself, whose pruned entries are stored as
         zeros, and its gradient is masked: pruned entries get exactly zero.
-        (On PyTorch it is computed as `weight * mask`; see the class
-        docstring.)
         """
         mask = self.mask_variable(name)
         weight = getattr(self, name)
-        if _MULTIPLY_IN_CALL or getattr(self, "lora_enabled", False):
+        if getattr(self, "lora_enabled", False):
             # With LoRA, the low-rank update is not zero at pruned entries.
+            return ops.multiply(weight, mask)
+        if _torch_gradient is not None:
+            tensor = _torch_gradient.hooked_weight(weight, mask)
+            if tensor is not None:
+                return tensor
             return ops.multiply(weight, mask)
         # Tensors, not the variables: PyTorch's autograd tracks the tensor
         # arguments of a custom gradient only, so a variable passed as is
@@ -185,9 +190,11 @@ def stock_class(masked_class):
 
 
 # PyTorch runs the training step eagerly, where the custom gradient below is a
-# Python `autograd.Function` on every call: measured on LeNet-300-100, it cost
-# more than multiplying by the mask in `call`, which autograd runs in C++.
-_MULTIPLY_IN_CALL = keras.backend.backend() == "torch"
+# Python `autograd.Function` on every call: a tensor hook replaces it there.
+if keras.backend.backend() == "torch":
+    from keras_lth.layers import _torch_gradient
+else:
+    _torch_gradient = None
 
 
 @ops.custom_gradient

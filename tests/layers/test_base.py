@@ -319,14 +319,9 @@ def test_assigning_a_mask_variable_directly_leaves_stale_weights_until_apply_mas
     np.testing.assert_array_equal(ops.convert_to_numpy(layer.kernel), kernel)
     assert np.all(ops.convert_to_numpy(layer.kernel)[mask == 0] != 0.0)
     stale_output = ops.convert_to_numpy(layer(x))
-    if keras.backend.backend() == "torch":
-        # On PyTorch `call` multiplies by the mask, so the stored weights are
-        # stale but the output is already pruned.
-        np.testing.assert_array_equal(stale_output, stock_output(kernel * mask))
-    else:
-        # The pruned entries still contribute...
-        np.testing.assert_array_equal(stale_output, stock_output(kernel))
-        assert not np.array_equal(stale_output, stock_output(kernel * mask))
+    # The pruned entries still contribute...
+    np.testing.assert_array_equal(stale_output, stock_output(kernel))
+    assert not np.array_equal(stale_output, stock_output(kernel * mask))
 
     layer.apply_masks()
     # ...until `apply_masks` zeroes them.
@@ -394,6 +389,80 @@ def test_masked_weight_is_the_stored_weight_with_a_masked_gradient():
         [layer.prunable_variable("kernel")],
     )
     np.testing.assert_array_equal(gradient, upstream * mask)
+
+
+def _kernel_gradient(layer, upstream):
+    x = np.ones((2, 4), dtype="float32")
+    (gradient,) = backends.gradients(
+        lambda: ops.sum(ops.multiply(layer(x), upstream)),
+        [layer.prunable_variable("kernel")],
+    )
+    return gradient
+
+
+def test_gradient_follows_set_mask_after_the_layer_has_trained():
+    rng = np.random.default_rng(7)
+    layer = _built_dense()
+    upstream = rng.normal(size=(2, 3)).astype("float32")
+    dense_gradient = _kernel_gradient(layer, upstream)  # Dense's: x^T upstream.
+    for _ in range(2):
+        mask = _cases.random_mask((4, 3), rng)
+        layer.set_mask("kernel", mask)
+        np.testing.assert_array_equal(
+            _kernel_gradient(layer, upstream), dense_gradient * mask
+        )
+
+
+def test_gradient_is_masked_once_however_often_the_layer_is_called():
+    # A mask of 0.5 is no real mask; it shows how many times the gradient is
+    # multiplied: once per computation, never once per call so far (PyTorch
+    # masks it with a hook on the weight's tensor, registered once).
+    layer = _built_dense()
+    upstream = np.ones((2, 3), dtype="float32")
+    for _ in range(3):
+        layer(np.ones((2, 4), dtype="float32"))
+    dense_gradient = _kernel_gradient(layer, upstream)
+    layer.kernel_mask.assign(np.full((4, 3), 0.5, dtype="float32"))
+    for _ in range(3):
+        _kernel_gradient(layer, upstream)
+    np.testing.assert_array_equal(
+        _kernel_gradient(layer, upstream), dense_gradient * 0.5
+    )
+
+
+def test_a_deep_copy_masks_its_gradient_with_its_own_mask():
+    import copy
+
+    rng = np.random.default_rng(8)
+    layer = _built_dense()
+    upstream = rng.normal(size=(2, 3)).astype("float32")
+    mask = _cases.random_mask((4, 3), rng)
+    layer.set_mask("kernel", mask)
+    _kernel_gradient(layer, upstream)
+    twin = copy.deepcopy(layer)
+    np.testing.assert_array_equal(
+        _kernel_gradient(twin, upstream), _kernel_gradient(layer, upstream)
+    )
+    twin.set_mask("kernel", np.ones((4, 3)))
+    assert np.all(_kernel_gradient(twin, upstream) != 0.0)
+    assert np.all(_kernel_gradient(layer, upstream)[mask == 0] == 0.0)
+
+
+@pytest.mark.skipif(backends.BACKEND != "torch", reason="PyTorch's tensor hook")
+def test_on_torch_call_reads_the_stored_tensor_and_a_hook_masks_its_gradient():
+    import torch
+
+    layer = _built_dense()
+    mask = _cases.random_mask((4, 3), np.random.default_rng(9))
+    layer.set_mask("kernel", mask)
+    # No multiply in the forward pass: the stored zeros are read as they are.
+    assert layer.masked_weight("kernel") is layer.kernel.value
+    # A value swapped in by a StatelessScope gets the hook too.
+    kernel = torch.ones((4, 3), requires_grad=True)
+    with keras.StatelessScope(state_mapping=[(layer.kernel, kernel)]):
+        output = ops.sum(layer(np.ones((2, 4), dtype="float32")))
+    (gradient,) = torch.autograd.grad(output, [kernel])
+    np.testing.assert_array_equal(gradient.numpy(), 2.0 * mask)
 
 
 def test_prunable_variable_is_the_stored_trainable_weight():

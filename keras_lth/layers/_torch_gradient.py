@@ -1,0 +1,50 @@
+"""PyTorch's way of masking a weight's gradient: a hook on the weight's tensor.
+
+Imported by `keras_lth.layers.base` only when Keras runs on PyTorch. The other
+backends compile the training step, where a custom gradient
+(`keras.ops.custom_gradient`) costs nothing but the multiply. PyTorch runs the
+step eagerly, where a custom gradient is a Python `autograd.Function` called
+for every masked weight on every step. A tensor hook does the same job with
+one `torch.mul` and no Python frame: autograd multiplies the weight's
+gradient by its mask as it computes it, and the forward pass reads the stored
+weight, whose pruned entries are zero, with no extra work at all.
+"""
+
+import functools
+import weakref
+
+import torch
+
+# id(tensor) -> (weak reference to the tensor, the mask variable its hook
+# multiplies by). Kept here rather than as an attribute of the tensor, which
+# PyTorch would pickle; keyed by id because tensors compare elementwise.
+_HOOKED = {}
+
+
+def hooked_weight(weight, mask):
+    """Returns `weight`'s tensor, its gradient multiplied by `mask`'s.
+
+    The hook is registered once per tensor and holds the mask's tensor,
+    which `Variable.assign` updates in place, so it follows every later
+    `set_mask`. A tensor the hook is not on yet (a new layer, a deep copy, a
+    `StatelessScope` value, an autocast copy) gets one on first use.
+
+    Args:
+        weight: The prunable `keras.Variable`.
+        mask: Its mask `keras.Variable`.
+
+    Returns:
+        The tensor to compute with, or `None` while `torch.compile` traces
+        the step, where the caller multiplies by the mask instead.
+    """
+    if torch.compiler.is_compiling():
+        return None
+    tensor = weight.value
+    if not tensor.requires_grad:
+        return tensor
+    hooked, hooked_mask = _HOOKED.get(id(tensor), (None, None))
+    if hooked is None or hooked() is not tensor or hooked_mask is not mask:
+        tensor.register_hook(functools.partial(torch.mul, mask.value))
+        key = id(tensor)
+        _HOOKED[key] = (weakref.ref(tensor, lambda _: _HOOKED.pop(key, None)), mask)
+    return tensor
