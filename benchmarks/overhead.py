@@ -14,9 +14,12 @@ What it measures
 
     A masked layer stores pruned entries as zeros and multiplies each
     prunable weight's gradient by its mask on every step, whatever the mask
-    holds, and the matmuls and convolutions stay dense, so sparsity makes a
-    step neither cheaper nor dearer: the two masked rows
-    differ only by the callback. Its hooks run once per epoch (a snapshot of
+    holds, and the matmuls and convolutions stay dense, so sparsity makes
+    the masking neither cheaper nor dearer: on TensorFlow and JAX the two
+    masked rows differ only by the callback. On PyTorch the 50% row also
+    pays for Adam: its second moment is exactly zero at pruned weights, and
+    PyTorch's CPU square root of exact zeros is slow; the note under the
+    table times it. Its hooks run once per epoch (a snapshot of
     the weights in `on_train_begin`, a results record in `on_epoch_end`);
     they are timed apart, left out of the per-step figures, and reported
     under the table as a cost per epoch. It defines no batch hook, so what
@@ -524,6 +527,33 @@ def format_notes(results):
     return "\n".join(lines)
 
 
+def torch_sqrt_note(size=266_200, repeats=200):
+    """Times PyTorch's `sqrt` on exact zeros against ones, as a note.
+
+    Adam's second moment is exactly zero wherever the gradient always was:
+    at every pruned weight. Keras's Adam on PyTorch takes its square root on
+    every step, and PyTorch's CPU `sqrt` is much slower on exact zeros, so
+    the 50% rows pay for it whatever the masking costs. `size` defaults to
+    LeNet-300-100's kernel entries.
+    """
+    import torch
+
+    values = {"zeros": torch.zeros(size), "ones": torch.ones(size)}
+    times = {name: [] for name in values}
+    for _ in range(repeats):
+        for name, tensor in values.items():
+            start = time.perf_counter()
+            torch.sqrt(tensor)
+            times[name].append(time.perf_counter() - start)
+    zeros, ones = (statistics.median(times[name]) * 1e6 for name in values)
+    return (
+        f"PyTorch sqrt of {size:,} float32 (median of {repeats}): zeros "
+        f"{zeros:.0f} us, ones {ones:.0f} us ({zeros / ones:.1f}x). Adam takes "
+        "it of its second moment on every step, which is exactly zero at "
+        "pruned weights."
+    )
+
+
 def _environment(backend):
     import keras
 
@@ -662,6 +692,8 @@ def main(argv=None):
     print(format_table(results, args.target))
     print()
     print(format_notes(results))
+    if args.backend == "torch":
+        print(torch_sqrt_note())
     if args.quick:
         print("\n(--quick: too few steps for the figures to mean anything.)")
     if args.result_file:

@@ -134,9 +134,13 @@ def prunable_tensors(model):
 
 
 def get_masks(model):
-    """Returns `{"<layer>/<weight>": mask}` as numpy arrays."""
+    """Returns `{"<layer>/<weight>": mask}` as float32 numpy arrays of 0 and 1.
+
+    The mask variables themselves are bool; the arrays are float32, as the
+    pruning functions in `keras_lth.pruning` take and return them.
+    """
     return {
-        key: ops.convert_to_numpy(layer.mask_variable(name))
+        key: ops.convert_to_numpy(layer.mask_variable(name)).astype("float32")
         for key, (layer, name) in prunable_tensors(model).items()
     }
 
@@ -283,7 +287,8 @@ def _copy_weights(source, target, bake_masks=False):
                 )
             value = variable
             if bake_masks and variable.name in src.prunable_weight_names:
-                value = ops.multiply(variable, src.mask_variable(variable.name))
+                mask = src.mask_variable(variable.name)
+                value = ops.multiply(variable, ops.cast(mask, variable.dtype))
             # A copy, as `set_weights(get_weights())` makes: on JAX, assigning
             # the variable itself would share its array, and the next jitted
             # step of either model donates (deletes) it under the other.

@@ -87,6 +87,12 @@ def test_overhead_all_backends_runs_each_in_turn_and_sums_up():
         "torch"
     ] * 2, summary
     assert all(float(m.group(3)) > 0 for m in rows)
+    # The PyTorch child times the square root that its 50% row pays for.
+    torch_part = out.split("=== torch ===")[1].split("Summary:")[0]
+    note = re.search(
+        r"PyTorch sqrt of 266,200 float32 .*: zeros (\d+) us, ones (\d+) us", torch_part
+    )
+    assert note and int(note.group(2)) > 0, torch_part
 
 
 MNIST = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"

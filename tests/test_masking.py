@@ -1,6 +1,7 @@
 """Tests for `keras_lth.masking`: mask_model, strip_masks, sparsity, masks."""
 
 import json
+import pathlib
 import re
 import zipfile
 
@@ -507,7 +508,32 @@ def test_get_masks_returns_numpy_arrays_keyed_like_sparsity():
     for key, (layer, name) in prunable_tensors(masked).items():
         assert isinstance(masks[key], np.ndarray)
         assert masks[key].shape == tuple(layer.prunable_variable(name).shape)
+        # float32, as the pruning functions take and return them, although
+        # the mask variables are bool.
+        assert masks[key].dtype == np.float32
         np.testing.assert_array_equal(masks[key], np.ones(masks[key].shape))
+
+
+def test_a_ticket_saved_with_float32_masks_loads_with_bool_masks():
+    # tests/data/ticket_float_masks.keras was saved on TensorFlow by keras_lth
+    # at commit 635806f, the last whose masks were float32: Dense(3) then
+    # Dense(2), biases 0.5, these kernels and masks.
+    path = pathlib.Path(__file__).parent / "data" / "ticket_float_masks.keras"
+    k = {"dense": np.arange(12).reshape(4, 3), "out": np.arange(6).reshape(3, 2)}
+    kernels = {"dense": (k["dense"] + 1) / 10, "out": -(k["out"] + 1) / 10}
+    masks = {"dense": k["dense"] % 3 != 0, "out": k["out"] % 2 == 0}
+    model = keras.models.load_model(path)
+    for name, mask in masks.items():
+        layer = model.get_layer(name)
+        assert layer.kernel_mask.dtype == "bool"
+        np.testing.assert_array_equal(ops.convert_to_numpy(layer.kernel_mask), mask)
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(layer.kernel), kernels[name] * mask, rtol=1e-6
+        )
+    x = np.linspace(-1, 1, 8, dtype="float32").reshape(2, 4)
+    hidden = x @ (kernels["dense"] * masks["dense"]) + 0.5
+    expected = hidden @ (kernels["out"] * masks["out"]) + 0.5
+    np.testing.assert_allclose(ops.convert_to_numpy(model(x)), expected, rtol=1e-5)
 
 
 def test_set_masks_assigns_masks_and_zeroes_pruned_weights():
