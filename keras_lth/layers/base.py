@@ -42,9 +42,9 @@ class MaskedLayer:
       custom gradient (`keras.ops.custom_gradient`). On PyTorch, which runs
       the step eagerly, a custom gradient would be a Python
       `autograd.Function` called on every step, so there it is a hook on the
-      weight's tensor that autograd calls with the gradient: one `torch.mul`
-      and no Python frame. Both give the same values and the same masked
-      gradient.
+      weight's tensor that autograd calls with the gradient, which costs a
+      multiply and little else. Both give the same values and the same
+      masked gradient.
 
     So change masks with `set_mask` or `keras_lth.set_masks`, not by
     assigning the mask variables directly, and after writing weights with
@@ -138,9 +138,8 @@ class MaskedLayer:
             if tensor is not None:
                 return tensor
             return ops.multiply(weight, ops.cast(mask, weight.dtype))
-        # Tensors, not the variables: PyTorch's autograd tracks the tensor
-        # arguments of a custom gradient only, so a variable passed as is
-        # would get the unmasked gradient through the identity's output.
+        # Tensors, not the variables: a custom gradient differentiates with
+        # respect to its tensor arguments.
         return _mask_gradient(
             ops.convert_to_tensor(weight), ops.convert_to_tensor(mask)
         )

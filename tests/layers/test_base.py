@@ -489,6 +489,25 @@ def test_on_torch_call_reads_the_stored_tensor_and_a_hook_masks_its_gradient():
     np.testing.assert_array_equal(gradient.numpy(), 2.0 * mask)
 
 
+@pytest.mark.skipif(backends.BACKEND != "torch", reason="PyTorch's tensor hook")
+def test_on_torch_while_torch_compile_traces_call_multiplies_by_the_mask(
+    monkeypatch,
+):
+    import torch
+
+    layer = _built_dense()
+    mask = _cases.random_mask((4, 3), np.random.default_rng(10))
+    layer.set_mask("kernel", mask)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    weight = layer.masked_weight("kernel")
+    assert weight is not layer.kernel.value  # Computed, not the stored tensor.
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(weight), ops.convert_to_numpy(layer.kernel) * mask
+    )
+    (gradient,) = torch.autograd.grad(ops.sum(weight), [layer.kernel.value])
+    np.testing.assert_array_equal(gradient.numpy(), mask)
+
+
 def test_prunable_variable_is_the_stored_trainable_weight():
     layer = _built_dense()
     kernel = layer.prunable_variable("kernel")
