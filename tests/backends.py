@@ -26,6 +26,15 @@ def requires_tensorflow(why):
     )
 
 
+def mask_dtype(weight_dtype):
+    """The dtype masks are stored in on this backend, for a weight's dtype.
+
+    bool on JAX, where XLA fuses the cast into the masked gradient; the
+    weight's own dtype on TensorFlow and PyTorch.
+    """
+    return "bool" if BACKEND == "jax" else weight_dtype
+
+
 def not_on(backend, why):
     """Skips a test on `backend`, saying why (a limit of Keras there)."""
     return pytest.mark.skipif(BACKEND == backend, reason=f"{why} (on {backend})")

@@ -21,12 +21,12 @@ _HOOKED = {}
 
 
 class _MaskGradient:
-    """The hook: multiplies a gradient by a mask held as bool.
+    """The hook: multiplies a gradient by a mask, in the gradient's dtype.
 
-    PyTorch multiplies two float tensors about 4x faster than a float by a
-    bool one, so the hook keeps a copy of the mask in the gradient's dtype,
-    made again whenever the mask has changed since (`Variable.assign` copies
-    in place, which bumps the tensor's version counter).
+    That is the mask itself, unless mixed precision makes the gradient
+    float16 or bfloat16: then a copy in that dtype, made again whenever the
+    mask has changed since (`Variable.assign` copies in place, which bumps
+    the tensor's version counter).
     """
 
     def __init__(self, mask):

@@ -14,11 +14,15 @@ class MaskedLayer:
     A masked layer subclasses a stock Keras layer (for example
     `MaskedDense(MaskedLayer, keras.layers.Dense)`) and lists the attribute
     names of its prunable weights in `prunable_weight_names`. After the stock
-    `build` has created those weights, the mixin adds a bool mask variable of
-    the same shape for each, named after it (`kernel_mask`,
-    `depthwise_kernel_mask`, ...) and initialised to `True` (kept). Bool
-    takes a quarter of a float32 mask's memory, and of the bytes the masked
-    gradient reads on every step.
+    `build` has created those weights, the mixin adds a mask variable of the
+    same shape for each, named after it (`kernel_mask`,
+    `depthwise_kernel_mask`, ...) and initialised to ones (kept). On JAX the
+    masks are bool: XLA fuses the cast into the masked gradient, so a mask
+    costs a quarter of the memory and of the bytes read per step that a
+    float32 one does. TensorFlow (which Keras runs without XLA on CPU) and
+    PyTorch would cast in a kernel of its own, and multiply two floats
+    fastest, so there masks take the weight's dtype. Files load on every
+    backend whichever dtype they were saved in.
 
     How the mask is applied on every step:
 
@@ -88,7 +92,7 @@ class MaskedLayer:
                     name=f"{name}_mask",
                     shape=weight.shape,
                     initializer="ones",
-                    dtype="bool",
+                    dtype="bool" if _BOOL_MASKS else weight.dtype,
                     trainable=False,
                     aggregation="only_first_replica",
                 )
@@ -198,6 +202,10 @@ def stock_class(masked_class):
             return cls
     raise TypeError(f"Expected a subclass of a Keras layer. Received: {masked_class!r}")
 
+
+# Only XLA, which Keras uses on JAX everywhere, fuses a mask's cast into the
+# gradient; elsewhere a float mask is faster (see the class docstring).
+_BOOL_MASKS = keras.backend.backend() == "jax"
 
 # PyTorch runs the training step eagerly, where the custom gradient below is a
 # Python `autograd.Function` on every call: a tensor hook replaces it there.

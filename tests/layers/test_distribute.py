@@ -283,7 +283,7 @@ def mixed_policy(request):
     keras.mixed_precision.set_global_policy("float32")
 
 
-def test_mixed_precision_training_keeps_bool_masks_and_zero_pruned_weights(
+def test_mixed_precision_training_keeps_float32_masks_and_zero_pruned_weights(
     mixed_policy,
 ):
     rng = np.random.default_rng(0)
@@ -314,7 +314,7 @@ def test_mixed_precision_training_keeps_bool_masks_and_zero_pruned_weights(
 
     def check(masks, before):
         for layer, mask, kernel_before in zip(masked, masks, before):
-            assert layer.mask_variable("kernel").dtype == "bool"
+            assert layer.mask_variable("kernel").dtype == "float32"
             assert layer.prunable_variable("kernel").dtype == "float32"
             _cases.assert_pruned_entries_stayed_zero(
                 layer, {"kernel": mask}, {"kernel": kernel_before}

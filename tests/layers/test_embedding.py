@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+from tests import backends
 from tests.layers import _cases
 
 CASE = _cases.BY_NAME["Embedding"]
@@ -81,7 +82,7 @@ def test_mask_zero_gives_the_stock_keras_mask():
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_mixed_precision_keeps_a_bool_mask(policy):
+def test_mixed_precision_keeps_a_full_precision_mask(policy):
     keras.mixed_precision.set_global_policy(policy)
     rng = np.random.default_rng(4)
     layer, table, indices = _random_table(rng)
@@ -91,7 +92,7 @@ def test_mixed_precision_keeps_a_bool_mask(policy):
     outputs = layer(indices)
     compute_dtype = keras.mixed_precision.Policy(policy).compute_dtype
     assert keras.backend.standardize_dtype(outputs.dtype) == compute_dtype
-    assert layer.mask_variable("embeddings").dtype == "bool"
+    assert layer.mask_variable("embeddings").dtype == backends.mask_dtype("float32")
     expected = (table * mask)[indices].astype(compute_dtype)
     np.testing.assert_array_equal(ops.convert_to_numpy(outputs), expected)
 
