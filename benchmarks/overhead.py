@@ -75,7 +75,7 @@ Reproduce (from the repository root):
     python benchmarks/overhead.py                 # about 3 minutes
     python benchmarks/overhead.py --quick         # a few seconds, CI smoke
     python benchmarks/overhead.py --check         # exit 1 above the target
-    python benchmarks/overhead.py --backend all   # each in turn, about 15 minutes
+    python benchmarks/overhead.py --backend all   # each in turn, about 7 minutes
 
 The exit code is 0 whatever the figures, unless `--check` is given.
 """
