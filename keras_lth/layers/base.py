@@ -134,19 +134,19 @@ class MaskedLayer:
         """
         mask = self.mask_variable(name)
         weight = getattr(self, name)
-        if getattr(self, "lora_enabled", False):
-            # With LoRA, the low-rank update is not zero at pruned entries.
-            return ops.multiply(weight, ops.cast(mask, weight.dtype))
-        if _torch_gradient is not None:
+        if not getattr(self, "lora_enabled", False):
+            if _torch_gradient is None:
+                # Tensors, not the variables: a custom gradient
+                # differentiates with respect to its tensor arguments.
+                return _mask_gradient(
+                    ops.convert_to_tensor(weight), ops.convert_to_tensor(mask)
+                )
             tensor = _torch_gradient.hooked_weight(weight, mask)
             if tensor is not None:
                 return tensor
-            return ops.multiply(weight, ops.cast(mask, weight.dtype))
-        # Tensors, not the variables: a custom gradient differentiates with
-        # respect to its tensor arguments.
-        return _mask_gradient(
-            ops.convert_to_tensor(weight), ops.convert_to_tensor(mask)
-        )
+        # With LoRA, the low-rank update is not zero at pruned entries; while
+        # torch.compile traces, there is no hook.
+        return ops.multiply(weight, ops.cast(mask, weight.dtype))
 
     def set_mask(self, name, mask):
         """Sets the mask of weight `name` and zeroes its pruned entries.
