@@ -38,6 +38,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_lth as lth  # noqa: E402
+from keras_lth._io import atomic_write_text  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"
@@ -120,9 +121,10 @@ def main(argv=None):
         f"{TARGET_POINTS:.0f} point): {verdict}. "
         f"{time.perf_counter() - start:.0f} s."
     )
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"table": table, "runs": runs}, f, indent=1)
+    if args.json:  # Its folder is made if need be, as run_all's command expects.
+        atomic_write_text(
+            args.json, json.dumps({"table": table, "runs": runs}, indent=1)
+        )
     return 0
 
 

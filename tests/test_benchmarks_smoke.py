@@ -118,6 +118,26 @@ def test_reproduce_lenet_dry_run_writes_its_table_plot_and_json(tmp_path):
 
 
 @pytest.mark.skipif(not MNIST.exists(), reason=f"MNIST test set not in {MNIST}")
+def test_block_accuracy_writes_its_json_into_a_new_folder(tmp_path):
+    # run_all's full command passes runs/block_accuracy/results.json, whose
+    # folder a fresh clone does not have.
+    path = tmp_path / "new" / "results.json"
+    completed = run_benchmark(
+        "block_accuracy.py",
+        "--quick",
+        "--rounds",
+        "2",
+        "--json",
+        str(path),
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    report = json.loads(path.read_text())
+    assert [row["round"] for row in report["table"]] == [0, 1]
+    assert set(report["runs"]) == {"unstructured", "blocks 1x4"}
+
+
+@pytest.mark.skipif(not MNIST.exists(), reason=f"MNIST test set not in {MNIST}")
 def test_run_all_dry_run_runs_every_benchmark(tmp_path):
     """The scripts cannot rot: each one's smallest mode, through run_all."""
     output = tmp_path / "BENCHMARKS.md"
