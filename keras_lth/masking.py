@@ -136,8 +136,9 @@ def prunable_tensors(model):
 def get_masks(model):
     """Returns `{"<layer>/<weight>": mask}` as float32 numpy arrays of 0 and 1.
 
-    The mask variables themselves are bool; the arrays are float32, as the
-    pruning functions in `keras_lth.pruning` take and return them.
+    The arrays are float32 whatever dtype the mask variables have on the
+    backend (bool on JAX), as the pruning functions in `keras_lth.pruning`
+    take and return them.
     """
     return {
         key: ops.convert_to_numpy(layer.mask_variable(name)).astype("float32")

@@ -62,9 +62,9 @@ def hooked_weight(weight, mask):
     tensor = weight.value
     if not tensor.requires_grad:
         return tensor
-    hooked, hooked_mask = _HOOKED.get(id(tensor), (None, None))
+    key = id(tensor)
+    hooked, hooked_mask = _HOOKED.get(key, (None, None))
     if hooked is None or hooked() is not tensor or hooked_mask is not mask:
         tensor.register_hook(_MaskGradient(mask.value))
-        key = id(tensor)
         _HOOKED[key] = (weakref.ref(tensor, lambda _: _HOOKED.pop(key, None)), mask)
     return tensor

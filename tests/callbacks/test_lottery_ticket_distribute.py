@@ -106,8 +106,8 @@ SCENARIO = textwrap.dedent(
                 ("mask", layer.mask_variable(name)),
                 ("kernel", layer.prunable_variable(name)),
             ):
-                values = [  # float64: masks are bool, which cannot subtract.
-                    np.asarray(value, dtype="float64")
+                values = [
+                    np.asarray(value)
                     for value in strategy.experimental_local_results(variable.value)
                 ]
                 replicas[f"{layer.name}/{name}/{kind}"] = {
