@@ -18,12 +18,13 @@ What it measures
     the masking neither cheaper nor dearer: on TensorFlow and JAX the two
     masked rows differ only by the callback. On PyTorch the 50% row also
     pays for Adam: its second moment is exactly zero at pruned weights, and
-    PyTorch's CPU square root of exact zeros is slow; the note under the
-    table times it. Its hooks run once per epoch (a snapshot of
-    the weights in `on_train_begin`, a results record in `on_epoch_end`);
-    they are timed apart, left out of the per-step figures, and reported
-    under the table as a cost per epoch. It defines no batch hook, so what
-    remains of that row is what training under the callback costs per step.
+    PyTorch's CPU square root of exact zeros is slow (see "PyTorch and Adam"
+    below); the note under the table times it. The LotteryTicket's hooks run
+    once per epoch (a snapshot of the weights in `on_train_begin`, a results
+    record in `on_epoch_end`); they are timed apart, left out of the
+    per-step figures, and reported under the table as a cost per epoch. It
+    defines no batch hook, so what remains of that row is what training
+    under the callback costs per step.
 
 Models (batch 60, the paper's setting; loss sparse categorical
 cross-entropy from logits, accuracy metric)
@@ -40,6 +41,20 @@ cross-entropy from logits, accuracy metric)
 
     The data are uniform random arrays of the right shapes (labels random in
     0-9): the values do not change the time of a dense step.
+
+    `--optimizer sgd` trains every model with SGD (momentum 0.9) instead, at
+    the same learning rates.
+
+PyTorch and Adam
+    PyTorch's x86 CPU builds compute `sqrt` with MKL's vector math library in
+    high-accuracy mode, which sends every exact zero down a scalar "rare
+    value" path (`perf` shows the time in `vssqrt_cout_rare`): 3-15x slower
+    per element than a positive number, however tiny. Keras's Adam takes the
+    square root of its second moment on every step, and that moment stays
+    exactly zero wherever the gradient always was zero: at every pruned
+    weight, by design. Any way around it would give pruned weights a
+    gradient or their optimizer slots a made-up value. SGD takes no square
+    root, so `--optimizer sgd` times the masking alone.
 
 How
     Each model is compiled, then warmed up by one `fit` (which traces and
@@ -76,6 +91,7 @@ Reproduce (from the repository root):
     python benchmarks/overhead.py --quick         # a few seconds, CI smoke
     python benchmarks/overhead.py --check         # exit 1 above the target
     python benchmarks/overhead.py --backend all   # each in turn, about 7 minutes
+    python benchmarks/overhead.py --optimizer sgd # SGD with momentum, not Adam
 
 The exit code is 0 whatever the figures, unless `--check` is given.
 """
@@ -156,6 +172,17 @@ MODELS = {
     "conv4": ModelSpec("conv4", (16, 16, 3), 3e-4, 5, 1, _build_conv4),
 }
 
+#: Optimizers `--optimizer` offers: name -> (what the notes call it, factory
+#: `(keras, learning_rate) -> optimizer`). Each model's learning rate is used
+#: for either; it does not change the time of a step.
+OPTIMIZERS = {
+    "adam": ("Adam", lambda keras, rate: keras.optimizers.Adam(rate)),
+    "sgd": (
+        "SGD with momentum 0.9",
+        lambda keras, rate: keras.optimizers.SGD(rate, momentum=0.9),
+    ),
+}
+
 # The variants timed against `plain`, in table order: (key, table label).
 VARIANTS = (
     ("masked", "all ones"),
@@ -233,6 +260,14 @@ def parse_args(argv=None):
         "--check",
         action="store_true",
         help="Exit with code 1 if a median ratio exceeds --target.",
+    )
+    parser.add_argument(
+        "--optimizer",
+        choices=list(OPTIMIZERS),
+        default="adam",
+        help="Optimizer of every model (default adam, the paper's). sgd is "
+        "SGD with momentum 0.9, which takes no square root: on PyTorch it "
+        "shows the masking's own cost at 50%% sparsity.",
     )
     parser.add_argument("--seed", type=int, default=0, help="Random seed.")
     args = parser.parse_args(argv)
@@ -347,11 +382,12 @@ def _prune_half(model):
     return keras_lth.sparsity(model)["global"]
 
 
-def _compile(model, learning_rate):
+def _compile(model, learning_rate, optimizer):
     import keras
 
+    _, make_optimizer = OPTIMIZERS[optimizer]
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=make_optimizer(keras, learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
@@ -416,7 +452,7 @@ def _stopwatch(keras):
     return Stopwatch
 
 
-def measure(spec, *, repeats, steps, seed):
+def measure(spec, *, repeats, steps, seed, optimizer="adam"):
     """Times `plain`, `masked` and `masked_sparse`, interleaved."""
     import keras
 
@@ -434,7 +470,7 @@ def measure(spec, *, repeats, steps, seed):
     if abs(sparsity - 0.5) > 0.01:
         raise RuntimeError(f"Expected 50% sparsity, got {sparsity:.3f}.")
     for model in models.values():
-        _compile(model, spec.learning_rate)
+        _compile(model, spec.learning_rate, optimizer)
     ticket = keras_lth.LotteryTicket(
         rounds=1, epochs_per_round=1, monitor="loss", seed=seed, verbose=0
     )
@@ -550,7 +586,7 @@ def torch_sqrt_note(size=266_200, repeats=200):
         f"PyTorch sqrt of {size:,} float32 (median of {repeats}): zeros "
         f"{zeros:.0f} us, ones {ones:.0f} us ({zeros / ones:.1f}x). Adam takes "
         "it of its second moment on every step, which is exactly zero at "
-        "pruned weights."
+        "pruned weights. `--optimizer sgd` takes no square root."
     )
 
 
@@ -644,7 +680,10 @@ def run_all_backends(argv, args):
         f"{'backend':<10} {'model':<7} {'masks':<20} {'plain ms/step':>13} "
         f"{'median ratio':>12}  target <= {args.target:.2f}x"
     )
-    print("Summary: median masked / plain step-time ratio per backend")
+    print(
+        "Summary: median masked / plain step-time ratio per backend, "
+        f"{OPTIMIZERS[args.optimizer][0]}"
+    )
     print(header)
     print("-" * len(header))
     above = []
@@ -676,6 +715,7 @@ def main(argv=None):
 
     print("keras_lth masking overhead: training step time, masked / plain")
     print(_environment(args.backend))
+    print(f"Optimizer: {OPTIMIZERS[args.optimizer][0]}")
     print(f"Before: {_load()}")
     results = []
     for name in args.models:
@@ -686,13 +726,21 @@ def main(argv=None):
             f"{steps}-step fit, batch {BATCH_SIZE}...",
             flush=True,
         )
-        results.append(measure(spec, repeats=args.repeats, steps=steps, seed=args.seed))
+        results.append(
+            measure(
+                spec,
+                repeats=args.repeats,
+                steps=steps,
+                seed=args.seed,
+                optimizer=args.optimizer,
+            )
+        )
     print(f"After: {_load()}")
     print()
     print(format_table(results, args.target))
     print()
     print(format_notes(results))
-    if args.backend == "torch":
+    if args.backend == "torch" and args.optimizer == "adam":
         print(torch_sqrt_note())
     if args.quick:
         print("\n(--quick: too few steps for the figures to mean anything.)")

@@ -73,6 +73,16 @@ BENCHMARKS = (
         dry_run=("--quick",),
     ),
     Benchmark(
+        "overhead_sgd",
+        "Training-step overhead on PyTorch with SGD: the masking without "
+        "Adam's square root of zeros",
+        "overhead.py",
+        full=("--backend", "torch", "--optimizer", "sgd"),
+        quick=("--quick", "--backend", "torch", "--optimizer", "sgd"),
+        # Any backend will do to check that the option runs.
+        dry_run=("--quick", "--models", "lenet", "--optimizer", "sgd"),
+    ),
+    Benchmark(
         "tfmot",
         "Baseline: tfmot's pruning wrapper on tf_keras, in its own process",
         "tfmot_baseline.py",
@@ -234,6 +244,21 @@ def summary(runs):
             lines.append(
                 f"- keras_lth masked / plain Keras 3 step time, {backend}, {model}, "
                 f"{masks}: {ratio}x (target <= 1.05x: {verdict})"
+            )
+    sgd = by_name.get("overhead_sgd")
+    if sgd and sgd["ok"]:
+        backend = re.search(r"backend (\w+),", sgd["stdout"])
+        rows = re.findall(
+            r"^(lenet|conv4)\s+(all ones|50% \+ LotteryTicket)\s+[\d.]+\s+[\d.]+"
+            r"\s+(\d+\.\d+)x\s.*\b(PASS|FAIL)$",
+            sgd["stdout"],
+            re.M,
+        )
+        for model, masks, ratio, verdict in rows:
+            lines.append(
+                "- keras_lth masked / plain Keras 3 step time, "
+                f"{backend.group(1) if backend else '?'} with SGD (momentum "
+                f"0.9), {model}, {masks}: {ratio}x (target <= 1.05x: {verdict})"
             )
     if tfmot and tfmot["ok"]:
         for model, ratio in re.findall(

@@ -60,6 +60,36 @@ def test_overhead_rejects_an_unsupported_backend():
     assert "['tensorflow', 'jax', 'torch']" in completed.stderr
 
 
+def test_overhead_with_sgd_trains_every_model_with_it():
+    completed = run_benchmark(
+        "overhead.py",
+        "--quick",
+        "--models",
+        "lenet",
+        "--optimizer",
+        "sgd",
+        timeout=300,
+        backend="torch",
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    out = completed.stdout
+    assert "backend torch," in out
+    assert "Optimizer: SGD with momentum 0.9" in out
+    rows = [m for m in map(ROW.match, out.splitlines()) if m]
+    assert [m.group(1) for m in rows] == ["lenet", "lenet"], out
+    # No square root to time: the note under the Adam table is left out.
+    assert "PyTorch sqrt of" not in out
+
+
+def test_overhead_rejects_an_unknown_optimizer():
+    completed = run_benchmark(
+        "overhead.py", "--quick", "--optimizer", "rmsprop", timeout=60
+    )
+    assert completed.returncode == 2
+    assert "'rmsprop'" in completed.stderr
+    assert "'adam', 'sgd'" in completed.stderr
+
+
 SUMMARY_ROW = re.compile(
     r"^(tensorflow|jax|torch)\s+(lenet)\s.*?\s(\d+\.\d+)x\s+(PASS|FAIL)$"
 )
