@@ -24,20 +24,30 @@ class _MaskGradient:
     """The hook: multiplies a gradient by a mask, in the gradient's dtype.
 
     That is the mask itself, unless mixed precision makes the gradient
-    float16 or bfloat16: then a copy in that dtype, made again whenever the
-    mask has changed since (`Variable.assign` copies in place, which bumps
-    the tensor's version counter).
+    float16 or bfloat16: then a copy in that dtype. While the mask is all
+    ones (an unpruned layer, IMP's first round), the product would equal the
+    gradient, so the hook leaves the gradient as it is and skips the pass
+    over it. What the mask holds is looked at again only when it has changed
+    (`Variable.assign` copies in place, which bumps the tensor's version
+    counter).
     """
 
     def __init__(self, mask):
         self.mask = mask
         self.version = None
-        self.factor = None
+        self.dtype = None
+        self.factor = None  # None while the mask is all ones.
 
     def __call__(self, gradient):
-        if self.version != self.mask._version or self.factor.dtype != gradient.dtype:
-            self.factor = self.mask.to(gradient.dtype)
+        if self.version != self.mask._version or self.dtype != gradient.dtype:
             self.version = self.mask._version
+            self.dtype = gradient.dtype
+            if bool(torch.all(self.mask)):
+                self.factor = None
+            else:
+                self.factor = self.mask.to(gradient.dtype)
+        if self.factor is None:
+            return None  # The gradient, unchanged.
         return torch.mul(gradient, self.factor)
 
 

@@ -456,6 +456,27 @@ def test_on_torch_the_hook_is_registered_once_however_often_the_layer_is_called(
     assert len(layer.kernel.value._backward_hooks) == 1
 
 
+@pytest.mark.skipif(backends.BACKEND != "torch", reason="PyTorch's tensor hook")
+def test_on_torch_the_hook_skips_the_multiply_while_the_mask_is_all_ones():
+    import torch
+
+    from keras_lth.layers._torch_gradient import _MaskGradient
+
+    layer = _built_dense()
+    hook = _MaskGradient(layer.kernel_mask.value)
+    gradient = torch.full((4, 3), 2.0)
+    assert hook(gradient) is None  # PyTorch's "unchanged".
+    mask = _cases.random_mask((4, 3), np.random.default_rng(11))
+    layer.set_mask("kernel", mask)
+    np.testing.assert_array_equal(hook(gradient).numpy(), 2.0 * mask)
+    # In another dtype too, and back to all ones.
+    half = hook(gradient.to(torch.bfloat16))
+    assert half.dtype == torch.bfloat16
+    np.testing.assert_array_equal(half.float().numpy(), 2.0 * mask)
+    layer.set_mask("kernel", np.ones((4, 3)))
+    assert hook(gradient) is None
+
+
 def test_a_deep_copy_masks_its_gradient_with_its_own_mask():
     import copy
 
