@@ -47,7 +47,8 @@ class MaskedLayer:
       the step eagerly, a custom gradient would be a Python
       `autograd.Function` called on every step, so there it is a hook on the
       weight's tensor that autograd calls with the gradient, which costs a
-      multiply and little else. Both give the same values and the same
+      multiply and little else (and skips even that while the mask is all
+      ones). Both give the same values and the same
       masked gradient.
 
     So change masks with `set_mask` or `keras_lth.set_masks`, not by
