@@ -11,6 +11,7 @@ from keras.src.models.functional import Functional
 from keras_lth.layers import MASKED_TWINS
 from keras_lth.layers import MaskedLayer
 from keras_lth.layers import stock_class
+from keras_lth.layers.base import multiply_by_mask
 
 
 def mask_model(model, *, layers=None):
@@ -220,8 +221,7 @@ def _mask_optimizer_slots(model, tensors):
         if owner is None or id(owner) not in masks:
             continue
         if tuple(slot.shape) == tuple(owner.shape):
-            mask = ops.cast(masks[id(owner)], slot.dtype)
-            slot.assign(ops.multiply(slot, mask))
+            slot.assign(multiply_by_mask(slot, masks[id(owner)]))
 
 
 def _walk(layer):
@@ -288,8 +288,7 @@ def _copy_weights(source, target, bake_masks=False):
                 )
             value = variable
             if bake_masks and variable.name in src.prunable_weight_names:
-                mask = src.mask_variable(variable.name)
-                value = ops.multiply(variable, ops.cast(mask, variable.dtype))
+                value = multiply_by_mask(variable, src.mask_variable(variable.name))
             # A copy, as `set_weights(get_weights())` makes: on JAX, assigning
             # the variable itself would share its array, and the next jitted
             # step of either model donates (deletes) it under the other.

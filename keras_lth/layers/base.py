@@ -48,8 +48,7 @@ class MaskedLayer:
       `autograd.Function` called on every step, so there it is a hook on the
       weight's tensor that autograd calls with the gradient, which costs a
       multiply and little else (and skips even that while the mask is all
-      ones). Both give the same values and the same
-      masked gradient.
+      ones). Both give the same values and the same masked gradient.
 
     So change masks with `set_mask` or `keras_lth.set_masks`, not by
     assigning the mask variables directly, and after writing weights with
@@ -147,7 +146,7 @@ class MaskedLayer:
                 return tensor
         # With LoRA, the low-rank update is not zero at pruned entries; while
         # torch.compile traces, there is no hook.
-        return ops.multiply(weight, ops.cast(mask, weight.dtype))
+        return multiply_by_mask(weight, mask)
 
     def set_mask(self, name, mask):
         """Sets the mask of weight `name` and zeroes its pruned entries.
@@ -179,7 +178,7 @@ class MaskedLayer:
         for name in self.prunable_weight_names:
             weight = self.prunable_variable(name)
             mask = self.mask_variable(name)
-            weight.assign(ops.multiply(weight, ops.cast(mask, weight.dtype)))
+            weight.assign(multiply_by_mask(weight, mask))
 
     def set_weights(self, weights):
         super().set_weights(weights)
@@ -194,6 +193,16 @@ class MaskedLayer:
     def load_own_variables(self, store):
         keras.layers.Layer.load_own_variables(self, store)
         self.apply_masks()
+
+
+def multiply_by_mask(value, mask):
+    """Returns `value * mask` in `value`'s dtype, whatever the mask's dtype.
+
+    Masks are bool on JAX and take the weight's dtype elsewhere, while the
+    value may be a weight, a gradient, an optimizer slot or a compute-dtype
+    tensor under mixed precision.
+    """
+    return ops.multiply(value, ops.cast(mask, value.dtype))
 
 
 def stock_class(masked_class):
@@ -223,6 +232,6 @@ def _mask_gradient(weight, mask):
     def grad(*args, upstream=None):
         if upstream is None:
             (upstream,) = args
-        return ops.multiply(upstream, ops.cast(mask, upstream.dtype)), None
+        return multiply_by_mask(upstream, mask), None
 
     return weight, grad

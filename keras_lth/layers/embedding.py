@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_lth.layers.base import MaskedLayer
+from keras_lth.layers.base import multiply_by_mask
 
 
 @keras.saving.register_keras_serializable(package="keras_lth")
@@ -41,5 +42,5 @@ class MaskedEmbedding(MaskedLayer, keras.layers.Embedding):
             inputs = ops.cast(inputs, "int32")
         rows = ops.take(self.embeddings, inputs, axis=0)
         mask = ops.take(self.embeddings_mask, inputs, axis=0)
-        outputs = ops.multiply(rows, ops.cast(mask, rows.dtype))
+        outputs = multiply_by_mask(rows, mask)
         return ops.cast(outputs, dtype=self.compute_dtype)
