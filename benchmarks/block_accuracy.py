@@ -38,7 +38,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_lth as lth  # noqa: E402
-from keras_lth._io import atomic_write_text  # noqa: E402
+from keras_lth.saving import atomic_write_text  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"

@@ -3,58 +3,65 @@
 Make a model prunable with `mask_model`, find a winning ticket with the
 `LotteryTicket` callback in a plain `model.fit`, then `strip_masks` to get an
 ordinary Keras model back.
+
+The public names load on first use, so `import keras_lth` (and the
+`keras-lth` command's `--help`) does not import Keras or TensorFlow. When
+Keras is already imported, the masked layers are registered with it at once,
+so `keras.models.load_model` reads a ticket after a plain `import keras_lth`.
 """
 
-from keras_lth import datasets
-from keras_lth import layers
-from keras_lth import models
-from keras_lth import pruning
-from keras_lth import pruning_at_init
-from keras_lth import schedules
-from keras_lth._io import save_model
-from keras_lth.callbacks import GradualPruning
-from keras_lth.callbacks import LotteryTicket
-from keras_lth.callbacks import SparsitySummaries
-from keras_lth.export import ExportReport
-from keras_lth.export import LiteRTExportError
-from keras_lth.export import export_litert
-from keras_lth.masking import get_masks
-from keras_lth.masking import mask_model
-from keras_lth.masking import set_masks
-from keras_lth.masking import sparsity
-from keras_lth.masking import strip_masks
-from keras_lth.plotting import plot_results
-from keras_lth.pruning import prune
-from keras_lth.results import load_results
-from keras_lth.results import results_table
-from keras_lth.results import save_results_csv
-from keras_lth.results import save_results_json
+import importlib
+import sys
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ExportReport",
-    "GradualPruning",
-    "LiteRTExportError",
-    "LotteryTicket",
-    "SparsitySummaries",
-    "datasets",
-    "export_litert",
-    "get_masks",
-    "layers",
-    "load_results",
-    "mask_model",
-    "models",
-    "plot_results",
-    "prune",
-    "pruning",
-    "pruning_at_init",
-    "results_table",
-    "save_results_csv",
-    "save_model",
-    "save_results_json",
-    "schedules",
-    "set_masks",
-    "sparsity",
-    "strip_masks",
-]
+#: Public name -> the module that defines it (a name that is a submodule maps
+#: to itself).
+_EXPORTS = {
+    "ExportReport": "keras_lth.export",
+    "GradualPruning": "keras_lth.callbacks",
+    "LiteRTExportError": "keras_lth.export",
+    "LotteryTicket": "keras_lth.callbacks",
+    "SparsitySummaries": "keras_lth.callbacks",
+    "datasets": "keras_lth.datasets",
+    "export_litert": "keras_lth.export",
+    "get_masks": "keras_lth.masking",
+    "layers": "keras_lth.layers",
+    "load_results": "keras_lth.results",
+    "mask_model": "keras_lth.masking",
+    "models": "keras_lth.models",
+    "plot_results": "keras_lth.plotting",
+    "prune": "keras_lth.pruning",
+    "pruning": "keras_lth.pruning",
+    "pruning_at_init": "keras_lth.pruning_at_init",
+    "results_table": "keras_lth.results",
+    "save_model": "keras_lth.saving",
+    "save_results_csv": "keras_lth.results",
+    "save_results_json": "keras_lth.results",
+    "schedules": "keras_lth.schedules",
+    "set_masks": "keras_lth.masking",
+    "sparsity": "keras_lth.masking",
+    "strip_masks": "keras_lth.masking",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'keras_lth' has no attribute {name!r}")
+    module = importlib.import_module(module_name)
+    value = module if module_name == f"keras_lth.{name}" else getattr(module, name)
+    globals()[name] = value  # Later lookups skip this function.
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})
+
+
+if "keras" in sys.modules:
+    # Register the masked layers (`keras.saving.register_keras_serializable`)
+    # now that it costs nothing: Keras is loaded already.
+    importlib.import_module("keras_lth.layers")

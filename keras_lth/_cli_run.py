@@ -23,11 +23,11 @@ import keras_lth
 from keras_lth import datasets
 from keras_lth import models
 from keras_lth import results as results_lib
-from keras_lth._io import atomic_write_text
-from keras_lth._io import save_model
 from keras_lth.callbacks import LotteryTicket
 from keras_lth.masking import prunable_layers
 from keras_lth.masking import sparsity
+from keras_lth.saving import atomic_write_text
+from keras_lth.saving import save_model
 
 DEFAULT_MODEL = "lenet_300_100"
 DEFAULT_ROUNDS = 8

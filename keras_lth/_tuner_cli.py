@@ -379,6 +379,6 @@ def _read_json(path):
 
 
 def _write_json(path, value):
-    from keras_lth._io import atomic_write_text
+    from keras_lth.saving import atomic_write_text
 
     atomic_write_text(path, json.dumps(value, indent=2) + "\n")

@@ -14,9 +14,9 @@ import keras
 import numpy as np
 
 from keras_lth import _litert_runtime as runtime
-from keras_lth._io import atomic_write
 from keras_lth.masking import prunable_layers
 from keras_lth.masking import strip_masks
+from keras_lth.saving import atomic_write
 
 QUANTIZE_MODES = (None, "dynamic", "float16", "int8")
 

@@ -134,6 +134,22 @@ def prunable_tensors(model):
     return tensors
 
 
+def require_prunable_tensors(model):
+    """`prunable_tensors(model)`, refusing a model that has none.
+
+    Raises:
+        ValueError: If `model` holds no masked layer.
+    """
+    tensors = prunable_tensors(model)
+    if not tensors:
+        raise ValueError(
+            f"Model '{model.name}' has no prunable layers. Make it prunable "
+            "with `keras_lth.mask_model(model)`, or build it from "
+            "`keras_lth.layers`."
+        )
+    return tensors
+
+
 def get_masks(model):
     """Returns `{"<layer>/<weight>": mask}` as float32 numpy arrays of 0 and 1.
 

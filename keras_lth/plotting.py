@@ -3,7 +3,7 @@
 import io
 import math
 
-from keras_lth._io import atomic_write
+from keras_lth.saving import atomic_write
 
 #: Substrings that make a logged metric name accuracy-like.
 _ACCURACY_WORDS = ("accuracy", "acc")

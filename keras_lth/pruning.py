@@ -64,11 +64,104 @@ sparse tensor cores (2:4 on NVIDIA Ampere and later). `is_block_sparse`,
 """
 
 import math
+import re
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from keras_lth._checks import check_choice
+from keras_lth._checks import check_fraction
+from keras_lth._checks import is_int
+from keras_lth._checks import quoted
+
+__all__ = [
+    "STRATEGIES",
+    "block_text",
+    "check_block",
+    "check_strategy",
+    "is_block_sparse",
+    "is_n_m_sparse",
+    "parse_block",
+    "prune",
+    "prune_global",
+    "prune_layerwise",
+    "prune_n_m",
+    "prune_random",
+    "surviving_blocks",
+    "target_count",
+]
+
+#: The pruning strategies: magnitude per tensor, magnitude across tensors, and
+#: the paper's random-pruning control.
 STRATEGIES = ("layerwise", "global", "random")
+
+
+def check_strategy(strategy, *, choices=STRATEGIES, name="strategy"):
+    """Returns `strategy` if it is one of `choices`, else raises `ValueError`.
+
+    Every caller (the callbacks, the model presets, the tuner, the CLI)
+    checks a strategy with this function, against `STRATEGIES` or a subset.
+    """
+    return check_choice(strategy, name, choices)
+
+
+def check_block(block, name="block", *, allow_none=True):
+    """Returns `block` as a `(rows, cols)` pair of ints, or `None`.
+
+    Accepts `None` (single weights, unless `allow_none=False`) and a pair of
+    positive ints, as a tuple or a list (as JSON gives it back). The pair is
+    in LiteRT's orientation: see the module docstring. Text spellings go
+    through `parse_block`.
+
+    Raises:
+        ValueError: For anything else.
+    """
+    if block is None and allow_none:
+        return None
+    if (
+        isinstance(block, (tuple, list))
+        and len(block) == 2
+        and all(is_int(side) and side >= 1 for side in block)
+    ):
+        return int(block[0]), int(block[1])
+    raise ValueError(
+        f"Expected {quoted(name)} to be a tuple of 2 positive ints (rows along "
+        "the output axis, cols along the input axis, as LiteRT orients a "
+        f"weight), for example (1, 4){', or None' if allow_none else ''}. "
+        f"Received: {block!r}"
+    )
+
+
+def parse_block(text, name="block"):
+    """Reads a block written as text: `"1x4"` -> `(1, 4)`, `"none"` -> `None`.
+
+    The spelling the CLI and the tuner use; the pair is then checked by
+    `check_block`.
+    """
+    if text is None or text == "none":
+        return None
+    match = re.fullmatch(r"(\d+)x(\d+)", text) if isinstance(text, str) else None
+    if match is None:
+        return check_block(text, name)
+    return check_block((int(match.group(1)), int(match.group(2))), name)
+
+
+def block_text(block):
+    """The text spelling of a block that `parse_block` reads back."""
+    block = check_block(block)
+    return "none" if block is None else f"{block[0]}x{block[1]}"
+
+
+def target_count(start, rate, step):
+    """Units a tensor keeps after `step` pruning steps at `rate`: the exact count.
+
+    IMP's targets are cumulative, `floor(start * (1 - rate) ** step + 0.5)`,
+    so rounding never accumulates over rounds.
+
+    >>> target_count(1000, 0.2, 2)
+    640
+    """
+    return int(np.floor(start * (1.0 - rate) ** step + 0.5))
 
 
 def prune(weights, masks, rate, *, strategy="layerwise", seed=None, block=None):
@@ -96,16 +189,12 @@ def prune(weights, masks, rate, *, strategy="layerwise", seed=None, block=None):
     Returns:
         A dict with the new masks.
     """
+    check_strategy(strategy)
     if strategy == "layerwise":
         return prune_layerwise(weights, masks, rate, block=block)
     if strategy == "global":
         return prune_global(weights, masks, rate, block=block)
-    if strategy == "random":
-        return prune_random(weights, masks, rate, seed=seed, block=block)
-    raise ValueError(
-        f"Expected `strategy` to be one of {STRATEGIES}. "
-        f"Received: strategy={strategy!r}"
-    )
+    return prune_random(weights, masks, rate, seed=seed, block=block)
 
 
 def prune_layerwise(weights, masks, rate, *, block=None):
@@ -181,7 +270,7 @@ def prune_global(weights, masks, rate, *, block=None):
             "Expected `rate` to be one float for global pruning. "
             f"Received: rate={rate!r} of type {type(rate).__name__}"
         )
-    _check_rate(rate, "rate")
+    check_fraction(rate, "rate", interval="[0, 1]")
     units = _per_tensor_units(block, masks)
     if not masks:
         return {}
@@ -317,7 +406,7 @@ def is_block_sparse(mask: ArrayLike, block: tuple[int, int]) -> bool:
     >>> is_block_sparse(np.array([[1, 0], [0, 0], [0, 1], [0, 1]]), (1, 2))
     False
     """
-    kept, size = _block_counts(mask, _check_block(block, "`block`"))
+    kept, size = _block_counts(mask, check_block(block, allow_none=False))
     return bool(np.all((kept == 0) | (kept == size)))
 
 
@@ -360,7 +449,7 @@ def surviving_blocks(mask: ArrayLike, block: tuple[int, int]) -> int:
     Returns:
         The number of blocks that are still alive.
     """
-    kept, _ = _block_counts(mask, _check_block(block, "`block`"))
+    kept, _ = _block_counts(mask, check_block(block, allow_none=False))
     return int(np.count_nonzero(kept))
 
 
@@ -466,9 +555,8 @@ def _per_tensor_units(block, masks):
                 f"Known tensors: {list(masks)}"
             )
         blocks = {
-            key: _check_block(
-                block[key],
-                f"`block` for '{key}' (shape {masks[key].shape})",
+            key: check_block(
+                block[key], f"`block` for '{key}' (shape {masks[key].shape})"
             )
             for key in masks
             if block.get(key) is not None
@@ -476,7 +564,7 @@ def _per_tensor_units(block, masks):
     elif block is None:
         blocks = {}
     else:
-        fixed = _check_block(block, "`block`")
+        fixed = check_block(block)
         blocks = dict.fromkeys(masks, fixed)
     return {
         key: _Blocks(mask.shape, blocks[key]) if key in blocks else _Weights()
@@ -484,31 +572,13 @@ def _per_tensor_units(block, masks):
     }
 
 
-def _check_block(block, what):
-    if (
-        isinstance(block, (tuple, list))
-        and len(block) == 2
-        and all(_is_int(side) and side >= 1 for side in block)
-    ):
-        return int(block[0]), int(block[1])
-    raise ValueError(
-        f"Expected {what} to be a tuple of 2 positive ints (rows along the "
-        "output axis, cols along the input axis, as LiteRT orients a weight), "
-        f"for example (1, 4). Received: {block!r}"
-    )
-
-
 def _check_n_m(n, m):
-    if not (_is_int(n) and _is_int(m) and 1 <= n <= m):
+    if not (is_int(n) and is_int(m) and 1 <= n <= m):
         raise ValueError(
             "Expected `n` and `m` to be ints with 1 <= n <= m, for example "
             f"n=2, m=4. Received: n={n!r}, m={m!r}"
         )
     return int(n), int(m)
-
-
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _check_inputs(weights, masks):
@@ -551,18 +621,8 @@ def _per_tensor_rates(rate, masks):
     else:
         rates = {key: rate for key in masks}
     for key, value in rates.items():
-        _check_rate(value, f"rate for '{key}'")
+        check_fraction(value, f"rate for '{key}'", interval="[0, 1]")
     return rates
-
-
-def _check_rate(rate, what):
-    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.number)):
-        raise TypeError(
-            f"Expected {what} to be a float. Received: {rate!r} "
-            f"of type {type(rate).__name__}"
-        )
-    if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"Expected {what} to be in [0, 1]. Received: {rate!r}")
 
 
 def _count(rate, surviving):

@@ -4,7 +4,35 @@ import csv
 import io
 import json
 
-from keras_lth._io import atomic_write_text
+from keras_lth.saving import atomic_write_text
+
+__all__ = [
+    "load_results",
+    "metric_direction",
+    "results_table",
+    "save_results_csv",
+    "save_results_json",
+]
+
+#: Parts of a metric's name that mark it as one to maximise.
+_MAXIMISED = ("acc", "auc", "precision", "recall")
+
+
+def metric_direction(name):
+    """`"max"` for a metric to maximise, `"min"` for one to minimise.
+
+    Losses (names ending in `loss`) are minimised; accuracy-like names
+    (containing `acc`, `auc`, `precision` or `recall`, any case, any prefix
+    such as `val_`) are maximised; anything else is minimised. The rule
+    behind `LotteryTicket(mode="auto")` and the tuner's default direction.
+
+    >>> metric_direction("val_accuracy"), metric_direction("val_loss")
+    ('max', 'min')
+    """
+    lowered = name.lower()
+    if lowered.endswith("loss"):
+        return "min"
+    return "max" if any(part in lowered for part in _MAXIMISED) else "min"
 
 
 def results_table(results):

@@ -123,8 +123,6 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_lth._io import atomic_write_text
-
 # The CLI hook lives in a module that imports keras-tuner only when run, so
 # that `keras-lth --help` works without it; re-exported here.
 from keras_lth._tuner_cli import add_cli_arguments
@@ -137,6 +135,7 @@ from keras_lth.masking import mask_model
 from keras_lth.masking import prunable_tensors
 from keras_lth.masking import sparsity
 from keras_lth.pruning import STRATEGIES
+from keras_lth.saving import atomic_write_text
 
 __all__ = [
     "TicketHyperModel",

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import keras_lth as lth
-from keras_lth._io import atomic_write
-from keras_lth._io import atomic_write_text
+from keras_lth.saving import atomic_write
+from keras_lth.saving import atomic_write_text
 
 
 def test_atomic_write_replaces_the_file(tmp_path):

@@ -15,13 +15,13 @@ from keras import ops
 from keras_lth import pruning
 from keras_lth import results as results_lib
 from keras_lth._compat import refuse_tf_distribute_off_tensorflow
-from keras_lth._io import atomic_write
 from keras_lth.callbacks.sparsity_summaries import SparsitySummaries
 from keras_lth.masking import get_masks
 from keras_lth.masking import get_prunable_weights
 from keras_lth.masking import prunable_layers
 from keras_lth.masking import prunable_tensors
 from keras_lth.masking import set_masks
+from keras_lth.saving import atomic_write
 
 #: The paper prunes the output layer at half the rate of the hidden layers
 #: (for LeNet-300-100: 20% hidden, 10% output). `LotteryTicket` does the same

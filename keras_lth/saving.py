@@ -1,0 +1,102 @@
+"""Durable file writes: a reader sees the old file or the new one, never half.
+
+Every file keras_lth writes goes through `atomic_write`: a temporary file in
+the destination folder, `fsync`, an atomic rename over the destination, then
+an `fsync` of the folder so that the rename itself survives a power cut.
+"""
+
+import contextlib
+import os
+import secrets
+
+__all__ = ["atomic_write", "atomic_write_text", "save_model"]
+
+
+def atomic_write(path, write):
+    """Calls `write(file)` on a temporary file, then renames it to `path`.
+
+    The temporary file is created with mode `0o666` less the process's umask,
+    as a plain `open` would, so the file gets the permissions the user
+    expects without changing the process-wide umask.
+
+    Args:
+        path: Destination path. Its folder is created if missing.
+        write: Function taking a binary file object open for writing.
+    """
+    with _replacing(path) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def atomic_write_text(path, text):
+    """Writes `text` (UTF-8) to `path` atomically; see `atomic_write`."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def save_model(model, path, **kwargs):
+    """Saves `model` like `model.save(path)`, but atomically and durably.
+
+    Keras writes a `.keras` file in place, so a crash mid-save would leave a
+    torn file where the previous good one was. This saves into a temporary
+    file beside `path`, fsyncs it, renames it over `path` and fsyncs the
+    folder.
+
+    Args:
+        model: The Keras model to save.
+        path: Destination, ending in `.keras` (or `.h5`).
+        **kwargs: Passed on to `model.save`.
+
+    Example:
+
+    ```python
+    keras_lth.save_model(model, "ticket.keras")
+    model = keras.models.load_model("ticket.keras")
+    ```
+    """
+    suffix = os.path.splitext(os.fspath(path))[1]
+    with _replacing(path, suffix=suffix) as tmp:
+        model.save(tmp, **kwargs)
+        _fsync_path(tmp)
+
+
+@contextlib.contextmanager
+def _replacing(path, suffix=""):
+    """Yields an unused temporary path beside `path`, renamed over it on success.
+
+    The temporary path sits in the destination folder, so the final
+    `os.replace` is atomic on POSIX and Windows. On any error the temporary
+    file is removed and `path` is left as it was. After the rename the folder
+    is fsynced, so the new name is on disk too.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(
+        folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp{suffix}"
+    )
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+    _fsync_folder(folder)
+
+
+def _fsync_path(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder):
+    # Folders cannot be opened for fsync on Windows; the rename is atomic
+    # there all the same.
+    if os.name != "nt":
+        _fsync_path(folder)
