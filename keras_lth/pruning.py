@@ -79,6 +79,7 @@ __all__ = [
     "block_text",
     "check_block",
     "check_strategy",
+    "count_units",
     "is_block_sparse",
     "is_n_m_sparse",
     "parse_block",
@@ -150,6 +151,22 @@ def block_text(block):
     """The text spelling of a block that `parse_block` reads back."""
     block = check_block(block)
     return "none" if block is None else f"{block[0]}x{block[1]}"
+
+
+def count_units(mask, block=None):
+    """What exact counts count in a tensor: kept weights, or surviving blocks.
+
+    Args:
+        mask: Array of any shape; nonzero entries count as kept.
+        block: `None` for single weights, or a `(rows, cols)` pair.
+
+    >>> count_units(np.array([[1, 0], [1, 1]]))
+    3
+    """
+    block = check_block(block)
+    if block is None:
+        return int(np.count_nonzero(mask))
+    return surviving_blocks(mask, block)
 
 
 def target_count(start, rate, step):

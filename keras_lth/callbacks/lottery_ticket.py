@@ -589,23 +589,12 @@ class LotteryTicket(keras.callbacks.Callback):
     # ------------------------------------------------------------ helpers
 
     def _tensor_rates(self, tensors):
-        layer_names = {layer.name for layer, _ in tensors.values()}
-        unknown = sorted(set(self.layer_rates) - layer_names)
-        if unknown:
-            raise ValueError(
-                f"`layer_rates` names layers that are not prunable: {unknown}. "
-                f"Prunable layers: {sorted(layer_names)}"
-            )
-        layer_rates = dict(self.layer_rates)
-        if self.strategy != "global":
-            output_layer = list(tensors.values())[-1][0].name
-            layer_rates.setdefault(
-                output_layer, self.prune_rate * OUTPUT_LAYER_RATE_FACTOR
-            )
-        return {
-            key: layer_rates.get(layer.name, self.prune_rate)
-            for key, (layer, _) in tensors.items()
-        }
+        return tensor_rates(
+            tensors,
+            prune_rate=self.prune_rate,
+            layer_rates=self.layer_rates,
+            strategy=self.strategy,
+        )
 
     def _check_step_rewind(self):
         if self._rewind_kind != "step":
@@ -899,6 +888,41 @@ class LotteryTicket(keras.callbacks.Callback):
             "mode": self.mode,
             "seed": self.seed,
         }
+
+
+def tensor_rates(tensors, *, prune_rate, layer_rates, strategy):
+    """The pruning rate of each prunable tensor, as `LotteryTicket` uses it.
+
+    A layer named in `layer_rates` gets its own rate; the last prunable layer
+    (the output layer) gets `prune_rate * OUTPUT_LAYER_RATE_FACTOR` unless
+    named (not with `strategy="global"`); every other layer gets `prune_rate`.
+
+    Args:
+        tensors: `keras_lth.masking.prunable_tensors(model)`.
+        prune_rate: The default rate.
+        layer_rates: Dict `{layer_name: rate}`.
+        strategy: One of `keras_lth.pruning.STRATEGIES`.
+
+    Returns:
+        Dict `{tensor key: rate}`.
+
+    Raises:
+        ValueError: If `layer_rates` names a layer that is not prunable.
+    """
+    layer_names = {layer.name for layer, _ in tensors.values()}
+    unknown = sorted(set(layer_rates) - layer_names)
+    if unknown:
+        raise ValueError(
+            f"`layer_rates` names layers that are not prunable: {unknown}. "
+            f"Prunable layers: {sorted(layer_names)}"
+        )
+    rates = dict(layer_rates)
+    if strategy != "global" and tensors:
+        output_layer = list(tensors.values())[-1][0].name
+        rates.setdefault(output_layer, prune_rate * OUTPUT_LAYER_RATE_FACTOR)
+    return {
+        key: rates.get(layer.name, prune_rate) for key, (layer, _) in tensors.items()
+    }
 
 
 def _target(start, rate, step):
