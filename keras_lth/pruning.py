@@ -63,16 +63,19 @@ sparse tensor cores (2:4 on NVIDIA Ampere and later). `is_block_sparse`,
 `is_n_m_sparse` and `surviving_blocks` check and count these structures.
 """
 
-import math
-import re
-
 import numpy as np
 from numpy.typing import ArrayLike
 
+from keras_lth._blocks import Blocks
+from keras_lth._blocks import block_counts
+from keras_lth._blocks import block_text
+from keras_lth._blocks import check_block
+from keras_lth._blocks import check_finite
+from keras_lth._blocks import parse_block
+from keras_lth._blocks import units_per_tensor
 from keras_lth._checks import check_choice
 from keras_lth._checks import check_fraction
 from keras_lth._checks import is_int
-from keras_lth._checks import quoted
 
 __all__ = [
     "STRATEGIES",
@@ -104,53 +107,6 @@ def check_strategy(strategy, *, choices=STRATEGIES, name="strategy"):
     checks a strategy with this function, against `STRATEGIES` or a subset.
     """
     return check_choice(strategy, name, choices)
-
-
-def check_block(block, name="block", *, allow_none=True):
-    """Returns `block` as a `(rows, cols)` pair of ints, or `None`.
-
-    Accepts `None` (single weights, unless `allow_none=False`) and a pair of
-    positive ints, as a tuple or a list (as JSON gives it back). The pair is
-    in LiteRT's orientation: see the module docstring. Text spellings go
-    through `parse_block`.
-
-    Raises:
-        ValueError: For anything else.
-    """
-    if block is None and allow_none:
-        return None
-    if (
-        isinstance(block, (tuple, list))
-        and len(block) == 2
-        and all(is_int(side) and side >= 1 for side in block)
-    ):
-        return int(block[0]), int(block[1])
-    raise ValueError(
-        f"Expected {quoted(name)} to be a tuple of 2 positive ints (rows along "
-        "the output axis, cols along the input axis, as LiteRT orients a "
-        f"weight), for example (1, 4){', or None' if allow_none else ''}. "
-        f"Received: {block!r}"
-    )
-
-
-def parse_block(text, name="block"):
-    """Reads a block written as text: `"1x4"` -> `(1, 4)`, `"none"` -> `None`.
-
-    The spelling the CLI and the tuner use; the pair is then checked by
-    `check_block`.
-    """
-    if text is None or text == "none":
-        return None
-    match = re.fullmatch(r"(\d+)x(\d+)", text) if isinstance(text, str) else None
-    if match is None:
-        return check_block(text, name)
-    return check_block((int(match.group(1)), int(match.group(2))), name)
-
-
-def block_text(block):
-    """The text spelling of a block that `parse_block` reads back."""
-    block = check_block(block)
-    return "none" if block is None else f"{block[0]}x{block[1]}"
 
 
 def count_units(mask, block=None):
@@ -247,7 +203,7 @@ def prune_layerwise(weights, masks, rate, *, block=None):
     """
     weights, masks = _check_inputs(weights, masks)
     rates = _per_tensor_rates(rate, masks)
-    units = _per_tensor_units(block, masks)
+    units = units_per_tensor(block, masks)
     new_masks = {}
     for key, mask in masks.items():
         alive = units[key].alive(mask)
@@ -288,7 +244,7 @@ def prune_global(weights, masks, rate, *, block=None):
             f"Received: rate={rate!r} of type {type(rate).__name__}"
         )
     check_fraction(rate, "rate", interval="[0, 1]")
-    units = _per_tensor_units(block, masks)
+    units = units_per_tensor(block, masks)
     if not masks:
         return {}
     keys = list(masks)
@@ -332,7 +288,7 @@ def prune_random(weights, masks, rate, *, seed=None, block=None):
     """
     weights, masks = _check_inputs(weights, masks)
     rates = _per_tensor_rates(rate, masks)
-    units = _per_tensor_units(block, masks)
+    units = units_per_tensor(block, masks)
     rng = np.random.default_rng(seed)
     new_masks = {}
     for key, mask in masks.items():
@@ -384,9 +340,9 @@ def prune_n_m(weights: dict, masks: dict, *, n: int = 2, m: int = 4) -> dict:
     n, m = _check_n_m(n, m)
     new_masks = {}
     for key, mask in masks.items():
-        groups = _Blocks(mask.shape, (1, m))
+        groups = Blocks(mask.shape, (1, m))
         alive = mask == 1
-        _check_finite(key, np.abs(weights[key][alive]))
+        check_finite(key, np.abs(weights[key][alive]))
         scores = np.where(alive, np.abs(weights[key].astype(np.float64)), -np.inf)
         # Padding ranks below every weight; pruned weights tie with it and
         # stay pruned whatever their rank.
@@ -423,7 +379,7 @@ def is_block_sparse(mask: ArrayLike, block: tuple[int, int]) -> bool:
     >>> is_block_sparse(np.array([[1, 0], [0, 0], [0, 1], [0, 1]]), (1, 2))
     False
     """
-    kept, size = _block_counts(mask, check_block(block, allow_none=False))
+    kept, size = block_counts(mask, check_block(block, allow_none=False))
     return bool(np.all((kept == 0) | (kept == size)))
 
 
@@ -447,7 +403,7 @@ def is_n_m_sparse(mask: ArrayLike, n: int, m: int) -> bool:
     True
     """
     n, m = _check_n_m(n, m)
-    kept, _ = _block_counts(mask, (1, m))
+    kept, _ = block_counts(mask, (1, m))
     return bool(np.all(kept <= n))
 
 
@@ -466,127 +422,8 @@ def surviving_blocks(mask: ArrayLike, block: tuple[int, int]) -> int:
     Returns:
         The number of blocks that are still alive.
     """
-    kept, _ = _block_counts(mask, check_block(block, allow_none=False))
+    kept, _ = block_counts(mask, check_block(block, allow_none=False))
     return int(np.count_nonzero(kept))
-
-
-class _Weights:
-    """The units of unstructured pruning: single weights, by flat index."""
-
-    def alive(self, mask):
-        return np.flatnonzero(mask)
-
-    def scores(self, key, weights, mask, alive):
-        scores = np.abs(weights.ravel()[alive])
-        _check_finite(key, scores)
-        return scores
-
-    def drop(self, mask, flat_indices):
-        return _drop(mask, flat_indices)
-
-
-class _Blocks:
-    """The blocks of one tensor, by flat block index.
-
-    The tensor is viewed as `(lead, n_in, n_out)`, padded up to whole blocks,
-    and reshaped to `(lead, in blocks, cols, out blocks, rows)`: axes 2 and 4
-    run inside a block, the others index it.
-    """
-
-    def __init__(self, shape, block):
-        self.shape = tuple(shape)
-        self.rows, self.cols = block
-        if len(self.shape) >= 2:
-            lead, n_in, n_out = math.prod(self.shape[:-2]), *self.shape[-2:]
-        else:
-            lead, n_in, n_out = 1, math.prod(self.shape), 1
-        self.view = (lead, n_in, n_out)
-        self.grid = (lead, -(-n_in // self.cols), -(-n_out // self.rows))
-
-    def pad(self, values, fill=0):
-        lead, n_in, n_out = self.view
-        _, blocks_in, blocks_out = self.grid
-        padded = np.full(
-            (lead, blocks_in * self.cols, blocks_out * self.rows),
-            fill,
-            dtype=values.dtype,
-        )
-        padded[:, :n_in, :n_out] = values.reshape(self.view)
-        return padded.reshape(lead, blocks_in, self.cols, blocks_out, self.rows)
-
-    def crop(self, padded):
-        lead, n_in, n_out = self.view
-        _, blocks_in, blocks_out = self.grid
-        full = padded.reshape(lead, blocks_in * self.cols, blocks_out * self.rows)
-        return full[:, :n_in, :n_out].reshape(self.shape)
-
-    def pool(self, values, reduce):
-        """One value per block: `reduce` over the block's weights (padding 0)."""
-        return reduce(self.pad(values), axis=(2, 4)).ravel()
-
-    def spread(self, per_block):
-        """Gives every weight the value of its block."""
-        grid = per_block.reshape(self.grid)[:, :, None, :, None]
-        lead, blocks_in, _, blocks_out, _ = grid.shape
-        shape = (lead, blocks_in, self.cols, blocks_out, self.rows)
-        return self.crop(np.broadcast_to(grid, shape))
-
-    def alive(self, mask):
-        return np.flatnonzero(self.pool(mask, np.max))
-
-    def scores(self, key, weights, mask, alive):
-        kept = mask == 1
-        _check_finite(key, np.abs(weights[kept]))
-        magnitudes = np.where(kept, np.abs(weights.astype(np.float64)), 0.0)
-        # The L2 norm, scaled by each block's largest magnitude so that it
-        # neither overflows nor underflows, and is exactly |w| for one weight.
-        largest = self.pool(magnitudes, np.max)
-        scale = self.spread(np.where(largest > 0, largest, 1.0))
-        norms = largest * np.sqrt(self.pool((magnitudes / scale) ** 2, np.sum))
-        return norms[alive]
-
-    def drop(self, mask, block_indices):
-        keep = np.ones(math.prod(self.grid), dtype=np.float32)
-        keep[block_indices] = 0.0
-        new = mask.copy()  # In place: `*` would turn a 0-d array into a scalar.
-        new *= self.spread(keep)
-        return new
-
-
-def _block_counts(mask, block):
-    """Kept entries and entries of each block of `mask`."""
-    kept = np.asarray(mask) != 0
-    blocks = _Blocks(kept.shape, block)
-    return (
-        blocks.pool(kept.astype(np.int64), np.sum),
-        blocks.pool(np.ones(kept.shape, dtype=np.int64), np.sum),
-    )
-
-
-def _per_tensor_units(block, masks):
-    if isinstance(block, dict):
-        unknown = [key for key in block if key not in masks]
-        if unknown:
-            raise ValueError(
-                f"`block` names tensors that have no mask: {unknown}. "
-                f"Known tensors: {list(masks)}"
-            )
-        blocks = {
-            key: check_block(
-                block[key], f"`block` for '{key}' (shape {masks[key].shape})"
-            )
-            for key in masks
-            if block.get(key) is not None
-        }
-    elif block is None:
-        blocks = {}
-    else:
-        fixed = check_block(block)
-        blocks = dict.fromkeys(masks, fixed)
-    return {
-        key: _Blocks(mask.shape, blocks[key]) if key in blocks else _Weights()
-        for key, mask in masks.items()
-    }
 
 
 def _check_n_m(n, m):
@@ -644,18 +481,3 @@ def _per_tensor_rates(rate, masks):
 
 def _count(rate, surviving):
     return int(np.floor(rate * surviving + 0.5))
-
-
-def _check_finite(key, scores):
-    if not np.all(np.isfinite(scores)):
-        raise ValueError(
-            f"Weights of '{key}' hold NaN or infinite values, so they cannot "
-            "be ranked by magnitude. Training has probably diverged; lower "
-            "the learning rate."
-        )
-
-
-def _drop(mask, flat_indices):
-    new = mask.copy()
-    new.reshape(-1)[flat_indices] = 0.0
-    return new
