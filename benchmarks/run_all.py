@@ -29,23 +29,11 @@ import subprocess
 import sys
 import time
 
+# keras_lth's package import is light (no Keras backend), so the process that
+# only starts the others can use its atomic writes.
+from keras_lth.saving import atomic_write_text  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def atomic_write_text(path, text):
-    """Writes `text` to a temporary file beside `path`, then renames it.
-
-    (Not `keras_lth._io`'s: importing keras_lth here would import a Keras
-    backend into the process that only starts the others.)
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 @dataclasses.dataclass(frozen=True)
