@@ -1,4 +1,12 @@
-"""Turning a model prunable and back: `mask_model`, `strip_masks`, `sparsity`."""
+"""Turning a model prunable and back, and reading and writing its masks.
+
+`mask_model` swaps the masked twins of `keras_lth.layers` into a Sequential
+or Functional model; `strip_masks` bakes the masks into stock layers again.
+In between, every prunable weight tensor is keyed `"<layer>/<weight>"` (for
+example `"dense/kernel"`): `get_masks`, `set_masks` and
+`get_prunable_weights` read and write dicts of numpy arrays under those keys,
+which the pure functions of `keras_lth.pruning` take and return.
+"""
 
 import keras
 import numpy as np
@@ -12,6 +20,18 @@ from keras_lth.layers import MASKED_TWINS
 from keras_lth.layers import MaskedLayer
 from keras_lth.layers import stock_class
 from keras_lth.layers.base import multiply_by_mask
+
+__all__ = [
+    "get_masks",
+    "get_prunable_weights",
+    "mask_model",
+    "prunable_layers",
+    "prunable_tensors",
+    "require_prunable_tensors",
+    "set_masks",
+    "sparsity",
+    "strip_masks",
+]
 
 
 def mask_model(model, *, layers=None):
@@ -119,7 +139,17 @@ def prunable_layers(model):
 
 
 def prunable_tensors(model):
-    """Returns `{"<layer>/<weight>": (layer, weight_name)}` for a model."""
+    """Returns `{"<layer>/<weight>": (layer, weight_name)}` for a model.
+
+    Args:
+        model: A model (or layer) containing masked layers.
+
+    Returns:
+        A dict in the order of `prunable_layers`, empty if there is none.
+
+    Raises:
+        ValueError: If two masked layers share a name (the keys would clash).
+    """
     tensors = {}
     for layer in prunable_layers(model):
         for name in layer.prunable_weight_names:
@@ -164,7 +194,10 @@ def get_masks(model):
 
 
 def get_prunable_weights(model):
-    """Returns `{"<layer>/<weight>": weights}` as numpy arrays."""
+    """Returns `{"<layer>/<weight>": weights}` as numpy arrays.
+
+    The stored weights, whose pruned entries are zero; keyed like `get_masks`.
+    """
     return {
         key: ops.convert_to_numpy(layer.prunable_variable(name))
         for key, (layer, name) in prunable_tensors(model).items()

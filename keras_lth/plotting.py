@@ -1,9 +1,15 @@
-"""`plot_results`: the ticket curve, drawn like the paper's figures."""
+"""`plot_results`: the ticket curve, drawn like the paper's figures.
+
+matplotlib is imported only when a figure is drawn (`pip install
+"keras-lth[plot]"`); figures render with Agg and never touch `pyplot`.
+"""
 
 import io
 import math
 
 from keras_lth.saving import atomic_write
+
+__all__ = ["default_metric", "figure_to_png", "format_percent", "plot_results"]
 
 #: Substrings that make a logged metric name accuracy-like.
 _ACCURACY_WORDS = ("accuracy", "acc")
@@ -144,7 +150,15 @@ def plot_results(
 
 
 def figure_to_png(fig, dpi=100):
-    """Renders a matplotlib figure to PNG bytes."""
+    """Renders a matplotlib figure to PNG bytes.
+
+    Args:
+        fig: A `matplotlib.figure.Figure`, such as `plot_results` returns.
+        dpi: Resolution of the PNG.
+
+    Returns:
+        The PNG file's bytes.
+    """
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
@@ -156,6 +170,21 @@ def default_metric(rows):
     The accuracy-like metric (name containing "acc") of the monitored split:
     `val_` metrics when the monitor starts with `val_`, others otherwise.
     Falls back to the monitor, then to the first metric logged.
+
+    Args:
+        rows: The results rows of one run, as in `LotteryTicket.results`.
+
+    Returns:
+        The metric's name, a key of the rows' `best` metrics.
+
+    Raises:
+        ValueError: If the rows log no metric at all.
+
+    Example:
+
+    >>> default_metric([{"monitor": "val_loss",
+    ...                  "best": {"loss": 0.3, "val_loss": 0.4, "val_accuracy": 0.9}}])
+    'val_accuracy'
     """
     names = list(rows[0]["best"])
     monitor = rows[0].get("monitor") or ""
@@ -288,7 +317,14 @@ def _x_ticks(values):
 
 
 def format_percent(value):
-    """`100`, `51.3`, `7.0`, `0.47`: a weights-remaining percentage label."""
+    """A weights-remaining percentage as the x-axis labels it.
+
+    One decimal from 1% up, two significant digits below, and `"100"` for
+    the dense network.
+
+    >>> [format_percent(p) for p in (100, 51.27, 7.0, 0.4736)]
+    ['100', '51.3', '7.0', '0.47']
+    """
     if value >= 99.95:
         return "100"
     if value >= 1.0:

@@ -32,20 +32,22 @@ All of them keep exact counts: `sparsity` is reached to within rounding,
 PyTorch backends (imported only when called), not on the numpy backend.
 """
 
-import numbers
-
 import keras
 import numpy as np
 from keras import ops
 
 from keras_lth import pruning
+from keras_lth._checks import check_count
+from keras_lth._checks import check_fraction
+from keras_lth._saliency import check_synflow_scores
+from keras_lth._saliency import gradients
+from keras_lth._saliency import ones_input
+from keras_lth._saliency import snip_scores
 from keras_lth.masking import get_masks
 from keras_lth.masking import get_prunable_weights
-from keras_lth.masking import prunable_tensors
+from keras_lth.masking import require_prunable_tensors
 
 __all__ = ["prune_to_sparsity", "random_init_mask", "snip", "synflow"]
-
-_TO_SPARSITY_STRATEGIES = ("layerwise", "global", "random")
 
 
 def prune_to_sparsity(
@@ -96,11 +98,7 @@ def prune_to_sparsity(
     Returns:
         A dict with the new masks, float32 arrays.
     """
-    if strategy not in _TO_SPARSITY_STRATEGIES:
-        raise ValueError(
-            f"Expected `strategy` to be one of {_TO_SPARSITY_STRATEGIES}. "
-            f"Received: strategy={strategy!r}"
-        )
+    pruning.check_strategy(strategy)
     if not isinstance(masks, dict):
         raise TypeError(
             "Expected `masks` to be a dict mapping tensor keys to arrays. "
@@ -113,7 +111,7 @@ def prune_to_sparsity(
                 "Expected `sparsity` to be one float for global pruning. "
                 f"Received: sparsity={sparsity!r}"
             )
-        _check_fraction(sparsity, "sparsity", closed=True)
+        check_fraction(sparsity, "sparsity", interval="[0, 1]")
         units = [_units(mask, _block_of(block, key)) for key, mask in masks.items()]
         size = sum(total for total, _ in units)
         alive = sum(alive for _, alive in units)
@@ -131,7 +129,7 @@ def prune_to_sparsity(
         targets = {key: sparsity for key in masks}
     rates = {}
     for key, target in targets.items():
-        _check_fraction(target, f"sparsity for '{key}'", closed=True)
+        check_fraction(target, f"sparsity for '{key}'", interval="[0, 1]")
         size, alive = _units(masks[key], _block_of(block, key))
         rates[key] = _rate(target, size, alive)
     return pruning.prune(
@@ -171,9 +169,9 @@ def snip(model, x, y, loss, *, sparsity: float) -> dict:
     Returns:
         Masks `{"<layer>/<weight>": float32 array}`, for `keras_lth.set_masks`.
     """
-    _check_fraction(sparsity, "sparsity", closed=False)
+    check_fraction(sparsity, "sparsity", interval="[0, 1)")
     tensors = _tensors(model, "snip")
-    scores = _snip_scores(model, tensors, x, y, loss)
+    scores = snip_scores(model, tensors, x, y, loss)
     return prune_to_sparsity(scores, get_masks(model), sparsity, strategy="global")
 
 
@@ -227,16 +225,10 @@ def synflow(
     Returns:
         Masks `{"<layer>/<weight>": float32 array}`, for `keras_lth.set_masks`.
     """
-    _check_fraction(sparsity, "sparsity", closed=False)
-    if not isinstance(iterations, numbers.Integral) or isinstance(iterations, bool):
-        raise TypeError(
-            "Expected `iterations` to be an int. Received: "
-            f"iterations={iterations!r} of type {type(iterations).__name__}"
-        )
-    if iterations < 1:
-        raise ValueError(f"Expected `iterations` >= 1. Received: {iterations}")
+    check_fraction(sparsity, "sparsity", interval="[0, 1)")
+    iterations = check_count(iterations, "iterations")
     tensors = _tensors(model, "synflow")
-    inputs = _ones_input(model, input_shape)
+    inputs = ones_input(model, input_shape)
     keys = list(tensors)
     variables = [layer.prunable_variable(name) for layer, name in tensors.values()]
     masks = get_masks(model)
@@ -249,12 +241,12 @@ def synflow(
         for i in range(1, iterations + 1):
             for key, variable in zip(keys, variables):
                 variable.assign(magnitudes[key] * masks[key])
-            flow, grads = _gradients(model, inputs, ops.sum, variables)
+            flow, grads = gradients(model, inputs, ops.sum, variables)
             scores = {
                 key: np.abs(grad * magnitudes[key] * masks[key])
                 for key, grad in zip(keys, grads)
             }
-            _check_synflow_scores(scores, flow)
+            check_synflow_scores(scores, flow)
             target = (
                 sparsity
                 if i == iterations
@@ -287,7 +279,7 @@ def random_init_mask(model, *, sparsity, seed=None) -> dict:
     """
     values = sparsity.values() if isinstance(sparsity, dict) else [sparsity]
     for value in values:
-        _check_fraction(value, "sparsity", closed=False)
+        check_fraction(value, "sparsity", interval="[0, 1)")
     _tensors(model, "random_init_mask")
     return prune_to_sparsity(
         get_prunable_weights(model),
@@ -307,10 +299,8 @@ def _block_of(block, key):
 
 def _units(mask, block):
     """`(units, surviving units)` of a tensor: its weights, or its blocks."""
-    if block is None:
-        return mask.size, int(np.count_nonzero(mask))
-    whole = pruning.surviving_blocks(np.ones(mask.shape, np.float32), block)
-    return whole, pruning.surviving_blocks(mask, block)
+    whole = pruning.count_units(np.ones(mask.shape, np.float32), block)
+    return whole, pruning.count_units(mask, block)
 
 
 def _rate(sparsity, size, alive):
@@ -318,17 +308,6 @@ def _rate(sparsity, size, alive):
     target = int(np.floor(sparsity * size + 0.5))
     count = max(target - (size - alive), 0)
     return count / alive if alive else 0.0
-
-
-def _check_fraction(value, name, closed):
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.number)):
-        raise TypeError(
-            f"Expected `{name}` to be a float. Received: {value!r} "
-            f"of type {type(value).__name__}"
-        )
-    if not (0.0 <= value <= 1.0 if closed else 0.0 <= value < 1.0):
-        interval = "[0, 1]" if closed else "[0, 1)"
-        raise ValueError(f"Expected `{name}` in {interval}. Received: {value!r}")
 
 
 def _tensors(model, caller):
@@ -342,173 +321,4 @@ def _tensors(model, caller):
             f"`{caller}` needs a built model. Model '{model.name}' is not built: "
             "call it on data or give it an `Input` first."
         )
-    tensors = prunable_tensors(model)
-    if not tensors:
-        raise ValueError(
-            f"Model '{model.name}' has no prunable layers. Make it prunable "
-            "with `keras_lth.mask_model(model)`."
-        )
-    return tensors
-
-
-def _snip_scores(model, tensors, x, y, loss):
-    """`{key: |dL/dw * w|}` on one batch, as numpy arrays."""
-    loss_fn = keras.losses.get(loss) if isinstance(loss, str) else loss
-    if not callable(loss_fn):
-        raise TypeError(
-            "Expected `loss` to be a Keras loss, a loss name or a callable "
-            f"(y_true, y_pred) -> loss. Received: {loss!r}"
-        )
-    variables = [layer.prunable_variable(name) for layer, name in tensors.values()]
-    y = ops.convert_to_tensor(y)
-
-    def objective(outputs):
-        return ops.mean(loss_fn(y, outputs))
-
-    _, grads = _gradients(model, x, objective, variables)
-    return {
-        key: np.abs(grad * ops.convert_to_numpy(variable))
-        for key, grad, variable in zip(tensors, grads, variables)
-    }
-
-
-def _check_synflow_scores(scores, flow):
-    """Refuses scores that cannot rank: overflowed, or no flow through them.
-
-    Without biases, the scores of each layer sum to the total flow `R`
-    (Tanaka et al., conservation of synaptic saliency); with biases, to at
-    most `R`. If no layer carries a `1e-6` share of `R`, the output sum does
-    not depend on the weights and the scores are rounding noise.
-    """
-    if not np.isfinite(flow) or not all(
-        np.all(np.isfinite(s)) for s in scores.values()
-    ):
-        raise ValueError(
-            "SynFlow scores overflowed: the products of |w| along the paths "
-            "through the model exceed its float range (the model is too deep "
-            "or its weights too large for its dtype)."
-        )
-    largest = max(float(np.sum(s, dtype=np.float64)) for s in scores.values())
-    if not largest > 1e-6 * abs(flow):
-        raise ValueError(
-            "The SynFlow scores are (numerically) zero, so no weight can be "
-            "ranked: the sum of the model's outputs does not depend on its "
-            "weights. Does the model end with a softmax (or another "
-            "normalisation)? Give a model that outputs logits. Very deep "
-            "models can also underflow to zero."
-        )
-
-
-def _ones_input(model, input_shape):
-    """A batch of one input of ones, in the dtype of each model input."""
-    if input_shape is None:
-        try:
-            shapes = model.input_shape
-        except (AttributeError, ValueError) as e:
-            raise ValueError(
-                f"Model '{model.name}' has no known input shape; pass "
-                "`input_shape` (one sample's shape, without the batch "
-                "dimension)."
-            ) from e
-        several = isinstance(shapes, list)
-        shapes = [tuple(s)[1:] for s in (shapes if several else [shapes])]
-    else:
-        several = isinstance(input_shape, list)
-        shapes = [tuple(s) for s in (input_shape if several else [input_shape])]
-    for shape in shapes:
-        if any(not isinstance(d, numbers.Integral) or d < 1 for d in shape):
-            raise ValueError(
-                "Expected a fully known input shape (positive ints, without the "
-                f"batch dimension). Received: {shape}; pass `input_shape`."
-            )
-    dtypes = [getattr(t, "dtype", None) for t in getattr(model, "inputs", None) or []]
-    if len(dtypes) != len(shapes):
-        dtypes = [None] * len(shapes)
-    ones = [
-        np.ones((1, *shape), dtype=keras.backend.standardize_dtype(dtype or "float32"))
-        for shape, dtype in zip(shapes, dtypes)
-    ]
-    return ones if several else ones[0]
-
-
-def _gradients(model, inputs, objective, variables):
-    """`objective(model(inputs, training=False))` and its gradients, on the host.
-
-    Returns the objective's value, a float, and the gradients with respect to
-    `variables`, as numpy arrays.
-
-    Differentiation needs the backend itself: `tf.GradientTape`, `jax.grad`
-    over `model.stateless_call`, or torch autograd, each imported only here.
-    """
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        value, grads = _tensorflow_gradients(model, inputs, objective, variables)
-    elif backend == "jax":
-        value, grads = _jax_gradients(model, inputs, objective, variables)
-    elif backend == "torch":
-        value, grads = _torch_gradients(model, inputs, objective, variables)
-    else:
-        raise ValueError(
-            "Pruning at initialization by saliency needs gradients, which the "
-            f"'{backend}' backend does not provide. Expected the 'tensorflow', "
-            "'jax' or 'torch' backend."
-        )
-    for grad, variable in zip(grads, variables):
-        if grad is None:
-            raise ValueError(
-                f"The objective does not depend on weight '{variable.path}': "
-                "is its layer used by the model's outputs?"
-            )
-    value = float(ops.convert_to_numpy(value))
-    return value, [np.asarray(ops.convert_to_numpy(grad)) for grad in grads]
-
-
-def _tensorflow_gradients(model, inputs, objective, variables):
-    import tensorflow as tf
-
-    with tf.GradientTape() as tape:
-        for variable in variables:
-            if not variable.trainable:
-                tape.watch(variable.value)
-        value = objective(model(inputs, training=False))
-    return value, tape.gradient(value, variables)
-
-
-def _jax_gradients(model, inputs, objective, variables):
-    import jax
-
-    trainable = list(model.trainable_variables)
-    non_trainable = list(model.non_trainable_variables)
-    positions = []
-    for variable in variables:
-        for kind, group in ((0, trainable), (1, non_trainable)):
-            index = next((i for i, v in enumerate(group) if v is variable), None)
-            if index is not None:
-                positions.append((kind, index))
-                break
-    values = ([v.value for v in trainable], [v.value for v in non_trainable])
-
-    def f(selected):
-        state = (list(values[0]), list(values[1]))
-        for (kind, index), value in zip(positions, selected):
-            state[kind][index] = value
-        outputs, _ = model.stateless_call(state[0], state[1], inputs, training=False)
-        return objective(outputs)
-
-    return jax.value_and_grad(f)([v.value for v in variables])
-
-
-def _torch_gradients(model, inputs, objective, variables):
-    import torch
-
-    tensors = [variable.value for variable in variables]
-    frozen = [t for t in tensors if not t.requires_grad]
-    for t in frozen:
-        t.requires_grad_(True)
-    try:
-        value = objective(model(inputs, training=False))
-        grads = torch.autograd.grad(value, tensors, allow_unused=True)
-        return value.detach(), list(grads)
-    finally:
-        for t in frozen:
-            t.requires_grad_(False)
+    return require_prunable_tensors(model)

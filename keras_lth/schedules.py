@@ -24,7 +24,12 @@ Example:
 (True, 0.8)
 """
 
+import math
 import numbers
+
+from keras_lth._checks import check_count
+from keras_lth._checks import check_fraction
+from keras_lth._checks import is_int
 
 __all__ = ["ConstantSparsity", "PolynomialDecay"]
 
@@ -74,15 +79,10 @@ class PolynomialDecay(_PruningSchedule):
                       + (initial_sparsity - final_sparsity) * (1 - p) ** power
 
     and pruning happens when `begin_step <= t <= end_step` and
-    `(t - begin_step) % frequency == 0`. With the default `power=3` the
-    sparsity grows fast at first and levels off towards `final_sparsity`, as
-    in "To prune, or not to prune" (Zhu & Gupta, 2017).
-
-    These are exactly tensorflow-model-optimization's semantics for
-    `tfmot.sparsity.keras.PolynomialDecay`, computed in float64 instead of
-    float32. One difference: with `end_step == begin_step`, tfmot returns NaN
-    at `begin_step` (a division by zero); here the sparsity is
-    `final_sparsity` from `begin_step` on (`p = 1`).
+    `(t - begin_step) % frequency == 0`: tfmot's `PolynomialDecay`, in
+    float64. Where tfmot divides by zero (`end_step == begin_step`), the
+    sparsity here is `final_sparsity` from `begin_step` on (`p = 1`). With
+    `power=3`, the default, it grows fast at first, then levels off.
 
     Args:
         initial_sparsity: Sparsity at `begin_step`, in `[0, 1)`.
@@ -100,13 +100,11 @@ class PolynomialDecay(_PruningSchedule):
 
     >>> schedule = PolynomialDecay(0.5, 0.9, begin_step=100, end_step=300,
     ...                            frequency=100)
-    >>> for step in (0, 100, 150, 200, 300, 400):
+    >>> for step in (0, 150, 200, 400):
     ...     print(step, *schedule(step))
     0 False 0.5
-    100 True 0.5
     150 False 0.73125
     200 True 0.85
-    300 True 0.9
     400 False 0.9
     """
 
@@ -119,8 +117,12 @@ class PolynomialDecay(_PruningSchedule):
         power: float = 3,
         frequency: int = 100,
     ):
-        self.initial_sparsity = _check_sparsity(initial_sparsity, "initial_sparsity")
-        self.final_sparsity = _check_sparsity(final_sparsity, "final_sparsity")
+        self.initial_sparsity = check_fraction(
+            initial_sparsity, "initial_sparsity", interval="[0, 1)"
+        )
+        self.final_sparsity = check_fraction(
+            final_sparsity, "final_sparsity", interval="[0, 1)"
+        )
         self.begin_step, self.end_step, self.frequency = _check_steps(
             begin_step, end_step, frequency, allow_no_end=False
         )
@@ -198,7 +200,9 @@ class ConstantSparsity(_PruningSchedule):
         end_step: int = -1,
         frequency: int = 100,
     ):
-        self.target_sparsity = _check_sparsity(target_sparsity, "target_sparsity")
+        self.target_sparsity = check_fraction(
+            target_sparsity, "target_sparsity", interval="[0, 1)"
+        )
         self.begin_step, self.end_step, self.frequency = _check_steps(
             begin_step, end_step, frequency, allow_no_end=True
         )
@@ -216,12 +220,8 @@ class ConstantSparsity(_PruningSchedule):
         }
 
 
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _check_step(step):
-    if not _is_int(step):
+    if not is_int(step):
         raise TypeError(
             "Expected the step to be an int (the optimizer's iteration count). "
             f"Received: {step!r} of type {type(step).__name__}"
@@ -229,32 +229,15 @@ def _check_step(step):
     return int(step)
 
 
-def _check_sparsity(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"Expected `{name}` to be a float. Received: {name}={value!r} "
-            f"of type {type(value).__name__}"
-        )
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"Expected `{name}` in [0, 1). Received: {name}={value!r}")
-    return float(value)
-
-
 def _check_steps(begin_step, end_step, frequency, allow_no_end):
+    # Every argument's type first (no lower bound here), then the values.
     for name, value in (
         ("begin_step", begin_step),
         ("end_step", end_step),
         ("frequency", frequency),
     ):
-        if not _is_int(value):
-            raise TypeError(
-                f"Expected `{name}` to be an int. Received: {name}={value!r} "
-                f"of type {type(value).__name__}"
-            )
-    if begin_step < 0:
-        raise ValueError(
-            f"Expected `begin_step` >= 0. Received: begin_step={begin_step}"
-        )
+        check_count(value, name, minimum=-math.inf)
+    begin_step = check_count(begin_step, "begin_step", minimum=0)
     if end_step == -1 and not allow_no_end:
         raise ValueError(
             "Expected `end_step` >= `begin_step`: this schedule needs an end to "
@@ -268,6 +251,5 @@ def _check_steps(begin_step, end_step, frequency, allow_no_end):
             f"Expected `end_step` to be {expected}. Received: "
             f"begin_step={begin_step}, end_step={end_step}"
         )
-    if frequency < 1:
-        raise ValueError(f"Expected `frequency` >= 1. Received: frequency={frequency}")
-    return int(begin_step), int(end_step), int(frequency)
+    frequency = check_count(frequency, "frequency")
+    return begin_step, int(end_step), frequency

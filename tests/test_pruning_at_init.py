@@ -15,7 +15,7 @@ from hypothesis.extra import numpy as hnp
 from keras import ops
 
 import keras_lth as lth
-from keras_lth import pruning_at_init
+from keras_lth._saliency import snip_scores
 from keras_lth.masking import get_masks
 from keras_lth.masking import get_prunable_weights
 from keras_lth.pruning_at_init import prune_to_sparsity
@@ -77,6 +77,7 @@ _JAX_SCRIPT = textwrap.dedent(
     import keras, numpy as np
     import keras_lth
     from keras_lth import pruning_at_init
+    from keras_lth._saliency import snip_scores
     from keras_lth.masking import prunable_tensors
 
     assert keras.backend.backend() == "jax"
@@ -84,7 +85,7 @@ _JAX_SCRIPT = textwrap.dedent(
     model = keras.models.load_model(os.path.join(folder, "model.keras"))
     data = np.load(os.path.join(folder, "batch.npz"))
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    scores = pruning_at_init._snip_scores(
+    scores = snip_scores(
         model, prunable_tensors(model), data["x"], data["y"], loss)
     snip = pruning_at_init.snip(model, data["x"], data["y"], loss, sparsity=0.8)
     synflow = pruning_at_init.synflow(model, sparsity=0.9, iterations=10)
@@ -259,9 +260,7 @@ def test_snip_saliency_matches_the_analytic_gradient():
     grad = 2.0 / (16 * 2) * x.T @ (x @ kernel - t)
     expected = np.abs(grad * kernel)
 
-    scores = pruning_at_init._snip_scores(
-        model, lth.masking.prunable_tensors(model), x, t, "mse"
-    )
+    scores = snip_scores(model, lth.masking.prunable_tensors(model), x, t, "mse")
     np.testing.assert_allclose(scores["d/kernel"], expected, rtol=1e-5)
     assert np.all(expected[0] == 0) and np.all(expected[1:] > 0)
 
@@ -302,12 +301,13 @@ def test_snip_keeps_pruned_weights_pruned_and_accepts_a_loss_name():
     assert sum(pruned(m) for m in masks.values()) == count(0.7, total)
 
 
+@pytest.mark.slow  # Starts a JAX process.
 @backends.not_on("jax", "compares this backend with a JAX process")
 def test_this_backend_and_jax_agree(jax_process, jax_folder):
     assert keras.backend.backend() in ("tensorflow", "torch")
     model = keras.models.load_model(os.path.join(jax_folder, "model.keras"))
     data = np.load(os.path.join(jax_folder, "batch.npz"))
-    scores = pruning_at_init._snip_scores(
+    scores = snip_scores(
         model, lth.masking.prunable_tensors(model), data["x"], data["y"], LOSS
     )
     ours = {
@@ -445,5 +445,5 @@ def test_snip_rejects_a_bad_loss_and_sparsity():
     model = mlp()
     with pytest.raises(TypeError, match="Received: 3"):
         snip(model, *batch(), 3, sparsity=0.5)
-    with pytest.raises(ValueError, match=r"\[0, 1\). Received: 1.0"):
+    with pytest.raises(ValueError, match=r"\[0, 1\). Received: sparsity=1.0"):
         snip(model, *batch(), LOSS, sparsity=1.0)

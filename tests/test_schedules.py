@@ -344,6 +344,7 @@ def test_tfmot_is_not_imported_here():
     assert os.environ.get("TF_USE_LEGACY_KERAS") in (None, "0", "false", "False")
 
 
+@pytest.mark.slow  # Reads the run of a tfmot process.
 def test_same_trajectories_as_tfmot(tfmot_run):
     for case, theirs in zip(POLYNOMIAL_CASES, tfmot_run["polynomial"], strict=True):
         ours = PolynomialDecay(*case[:4], power=case[4], frequency=case[5])
@@ -358,6 +359,7 @@ def test_same_trajectories_as_tfmot(tfmot_run):
             assert ours(step)[1] == pytest.approx(sparsity, abs=1e-6), (case, step)
 
 
+@pytest.mark.slow  # Reads the run of a tfmot process.
 def test_gradual_pruning_runs_a_tfmot_schedule_on_keras_3(tfmot_run):
     # The subprocess trained 2 epochs of 8 steps with tfmot's schedule.
     ours = PolynomialDecay(0.1, 0.8, begin_step=2, end_step=10, frequency=4)

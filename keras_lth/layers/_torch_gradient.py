@@ -14,13 +14,15 @@ import weakref
 
 import torch
 
+__all__ = ["MaskGradient", "hooked_weight"]
+
 # id(tensor) -> (weak reference to the tensor, the mask variable its hook
 # multiplies by). Kept here rather than as an attribute of the tensor, which
 # PyTorch would pickle; keyed by id because tensors compare elementwise.
 _HOOKED = {}
 
 
-class _MaskGradient:
+class MaskGradient:
     """The hook: multiplies a gradient by a mask, in the gradient's dtype.
 
     That is the mask itself, unless mixed precision makes the gradient
@@ -75,6 +77,6 @@ def hooked_weight(weight, mask):
     key = id(tensor)
     hooked, hooked_mask = _HOOKED.get(key, (None, None))
     if hooked is None or hooked() is not tensor or hooked_mask is not mask:
-        tensor.register_hook(_MaskGradient(mask.value))
+        tensor.register_hook(MaskGradient(mask.value))
         _HOOKED[key] = (weakref.ref(tensor, lambda _: _HOOKED.pop(key, None)), mask)
     return tensor

@@ -7,58 +7,48 @@ from keras import ops
 from keras_lth._compat import only_first_replica_scope
 from keras_lth._compat import refuse_tf_distribute_off_tensorflow
 
+__all__ = ["MaskedLayer", "multiply_by_mask", "stock_class"]
+
 
 class MaskedLayer:
     """Mixin that adds one non-trainable mask per prunable weight.
 
-    A masked layer subclasses a stock Keras layer (for example
-    `MaskedDense(MaskedLayer, keras.layers.Dense)`) and lists the attribute
+    A masked layer subclasses a stock Keras layer, for example
+    `MaskedDense(MaskedLayer, keras.layers.Dense)`, and lists the attribute
     names of its prunable weights in `prunable_weight_names`. After the stock
-    `build` has created those weights, the mixin adds a mask variable of the
-    same shape for each, named after it (`kernel_mask`,
-    `depthwise_kernel_mask`, ...) and initialised to ones (kept). On JAX the
-    masks are bool: XLA fuses the cast into the masked gradient, so a mask
-    costs a quarter of the memory and of the bytes read per step that a
-    float32 one does. TensorFlow (which Keras runs without XLA on CPU) and
-    PyTorch would cast in a kernel of its own, and multiply two floats
-    fastest, so there masks take the weight's dtype. Files load on every
-    backend whichever dtype they were saved in.
+    `build` has created them, the mixin adds for each a mask variable of the
+    same shape, named after it (`kernel_mask`, `depthwise_kernel_mask`, ...)
+    and initialised to ones (kept). Masks are ordinary Keras variables: saved
+    with the model, mirrored under a `tf.distribute` strategy, never trained.
+    They are bool on JAX and take the weight's dtype elsewhere; files load on
+    every backend whichever dtype they were saved in.
 
-    How the mask is applied on every step:
+    On every training step:
 
     * **Zero gradient.** `call` reads each prunable weight through
       `masked_weight`, whose gradient is the incoming gradient times the
-      mask: a pruned entry receives an exactly zero gradient, so no
-      optimizer, momentum or gradient clipping ever sees it.
-    * **Contributes nothing.** A pruned entry is *stored* as zero. Every
-      keras_lth path that changes masks or weights keeps it so: `set_mask`,
-      `keras_lth.set_masks`, `set_weights` and loading on the layer, and the
-      callbacks, which also zero the optimizer's slots (momentum, Adam
-      moments) of pruned entries. With zero gradient and zero slots, no
-      update, momentum or weight decay can move a pruned weight off zero, so
-      it never grows back.
-    * **How, per backend.** The forward pass reads the stored weight
-      itself, so reading the zeros costs nothing, whereas `weight * mask` in
-      the forward pass would cost a pass over every kernel, forward and
-      backward (about 12% of a LeNet-300-100 step on TensorFlow, see
-      `benchmarks/overhead.py`). Only the gradient is multiplied by the mask.
-      On TensorFlow and JAX, which compile the training step, that is a
-      custom gradient (`keras.ops.custom_gradient`). On PyTorch, which runs
-      the step eagerly, a custom gradient would be a Python
-      `autograd.Function` called on every step, so there it is a hook on the
-      weight's tensor that autograd calls with the gradient, which costs a
-      multiply and little else (and skips even that while the mask is all
-      ones). Both give the same values and the same masked gradient.
+      mask: no optimizer, momentum or gradient clipping sees a pruned entry.
+    * **Stored zeros.** A pruned entry is stored as zero, and every keras_lth
+      path that changes masks or weights keeps it so: `set_mask`,
+      `keras_lth.set_masks`, `set_weights` and loading, and the callbacks,
+      which also zero the optimizer's slots of pruned entries. So no update
+      can move a pruned weight off zero, and the forward pass reads the
+      weight as it is stored.
 
-    So change masks with `set_mask` or `keras_lth.set_masks`, not by
-    assigning the mask variables directly, and after writing weights with
-    `Variable.assign` or `Model.set_weights`, call
-    `keras_lth.set_masks(model, {})` (or `layer.apply_masks()`) to re-zero
-    the pruned entries. (With LoRA enabled, the low-rank update is not stored
-    in the kernel, so the layer multiplies by the mask in `call` instead.)
+    Change masks with `set_mask` or `keras_lth.set_masks`, not by assigning
+    the mask variables. After writing weights with `Variable.assign` or
+    `Model.set_weights`, call `keras_lth.set_masks(model, {})` (or
+    `layer.apply_masks()`) to re-zero the pruned entries. With LoRA enabled,
+    the low-rank update is not stored in the kernel, so `call` multiplies the
+    weight by its mask instead.
 
-    Masks are ordinary Keras variables. They are saved with the model, mirrored
-    under a `tf.distribute` strategy, and are not trained.
+    Example:
+
+    >>> layer = keras_lth.layers.MaskedDense(2)
+    >>> y = layer(keras.ops.ones((1, 3)))
+    >>> layer.set_mask("kernel", [[1, 0], [1, 1], [0, 1]])
+    >>> float(keras.ops.convert_to_numpy(layer.kernel)[0, 1])
+    0.0
     """
 
     prunable_weight_names = ("kernel",)
@@ -132,6 +122,12 @@ class MaskedLayer:
         Its value is the weight itself, whose pruned entries are stored as
         zeros, and its gradient is masked: pruned entries get exactly zero.
         """
+        # Only the gradient is masked: `weight * mask` in the forward pass
+        # would cost a pass over every kernel, forward and backward, while
+        # the stored zeros cost nothing to read. TensorFlow and JAX compile
+        # the step, where a custom gradient costs only the multiply; PyTorch
+        # runs it eagerly, where a tensor hook is cheaper than a Python
+        # `autograd.Function` on every call (see `_torch_gradient`).
         mask = self.mask_variable(name)
         weight = getattr(self, name)
         if not getattr(self, "lora_enabled", False):
@@ -214,7 +210,9 @@ def stock_class(masked_class):
 
 
 # Only XLA, which Keras uses on JAX everywhere, fuses a mask's cast into the
-# gradient; elsewhere a float mask is faster (see the class docstring).
+# gradient, so there a bool mask costs a quarter of the memory and of the bytes
+# read per step that a float32 one does. TensorFlow (without XLA on CPU) and
+# PyTorch would cast in a kernel of its own, and multiply two floats fastest.
 _BOOL_MASKS = keras.backend.backend() == "jax"
 
 # PyTorch runs the training step eagerly, where the custom gradient below is a

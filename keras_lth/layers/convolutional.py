@@ -2,14 +2,29 @@
 
 Covers `Conv1D/2D/3D`, `Conv1DTranspose/2DTranspose/3DTranspose`,
 `DepthwiseConv1D/2D` and `SeparableConv1D/2D` (both kernels are prunable).
-Each takes exactly the arguments of its stock layer.
+Each takes exactly the arguments of its stock layer and adds one
+non-trainable mask per prunable kernel (see `keras_lth.layers.MaskedLayer`);
+biases stay dense. How a pruning block lies on each kernel is explained in
+`keras_lth.pruning`.
 """
 
 import keras
 from keras import ops
 
 from keras_lth.layers.base import MaskedLayer
-from keras_lth.layers.base import stock_class
+
+__all__ = [
+    "MaskedConv1D",
+    "MaskedConv1DTranspose",
+    "MaskedConv2D",
+    "MaskedConv2DTranspose",
+    "MaskedConv3D",
+    "MaskedConv3DTranspose",
+    "MaskedDepthwiseConv1D",
+    "MaskedDepthwiseConv2D",
+    "MaskedSeparableConv1D",
+    "MaskedSeparableConv2D",
+]
 
 
 class _MaskedConvolution(MaskedLayer):
@@ -98,64 +113,179 @@ class _MaskedSeparableConv(_MaskedConvolution):
         return self._bias_and_activation(outputs, self.filters)
 
 
-def _register(cls):
-    stock = stock_class(cls).__name__
-    names = cls.prunable_weight_names
-    cls.__doc__ = (
-        f"`keras.layers.{stock}` whose {' and '.join(names)} "
-        f"{'are' if len(names) > 1 else 'is'} prunable.\n\n"
-        f"Takes exactly the arguments of `keras.layers.{stock}` and adds the "
-        f"non-trainable {', '.join(n + '_mask' for n in names)}, shaped like "
-        "the weights they mask. The bias stays dense."
-    )
-    return keras.saving.register_keras_serializable(package="keras_lth")(cls)
-
-
-@_register
+@keras.saving.register_keras_serializable(package="keras_lth")
 class MaskedConv1D(_MaskedConv, keras.layers.Conv1D):
-    pass
+    """`keras.layers.Conv1D` with a prunable kernel.
+
+    Takes exactly the arguments of `keras.layers.Conv1D` and adds
+    a non-trainable `kernel_mask` of the kernel's shape. The bias stays dense.
+
+    Example:
+
+    >>> layer = MaskedConv1D(filters=4, kernel_size=3)
+    >>> y = layer(keras.ops.ones((1, 8, 2)))
+    >>> tuple(layer.kernel_mask.shape)
+    (3, 2, 4)
+    """
 
 
-@_register
+@keras.saving.register_keras_serializable(package="keras_lth")
 class MaskedConv2D(_MaskedConv, keras.layers.Conv2D):
-    pass
+    """`keras.layers.Conv2D` with a prunable kernel.
+
+    Takes exactly the arguments of `keras.layers.Conv2D` and adds
+    a non-trainable `kernel_mask` of the kernel's shape. The bias stays dense.
+
+    Example:
+
+    >>> layer = MaskedConv2D(filters=4, kernel_size=3)
+    >>> y = layer(keras.ops.ones((1, 8, 8, 2)))
+    >>> tuple(layer.kernel_mask.shape)
+    (3, 3, 2, 4)
+    """
 
 
-@_register
+@keras.saving.register_keras_serializable(package="keras_lth")
 class MaskedConv3D(_MaskedConv, keras.layers.Conv3D):
-    pass
+    """`keras.layers.Conv3D` with a prunable kernel.
+
+    Takes exactly the arguments of `keras.layers.Conv3D` and adds
+    a non-trainable `kernel_mask` of the kernel's shape. The bias stays dense.
+
+    Example:
+
+    >>> layer = MaskedConv3D(filters=4, kernel_size=3)
+    >>> y = layer(keras.ops.ones((1, 6, 6, 6, 2)))
+    >>> tuple(layer.kernel_mask.shape)
+    (3, 3, 3, 2, 4)
+    """
 
 
-@_register
+@keras.saving.register_keras_serializable(package="keras_lth")
 class MaskedConv1DTranspose(_MaskedConvTranspose, keras.layers.Conv1DTranspose):
-    pass
+    """`keras.layers.Conv1DTranspose` with a prunable kernel.
+
+    Takes exactly the arguments of `keras.layers.Conv1DTranspose` and adds
+    a non-trainable `kernel_mask` of the kernel's shape. The bias stays dense.
+
+    Its kernel is stored `(..., filters, in_channels)`, the other way round
+    from `Conv1D`'s; see `keras_lth.pruning` for what that means
+    for block pruning.
+
+    Example:
+
+    >>> layer = MaskedConv1DTranspose(filters=4, kernel_size=3)
+    >>> y = layer(keras.ops.ones((1, 8, 2)))
+    >>> tuple(layer.kernel_mask.shape)
+    (3, 4, 2)
+    """
 
 
-@_register
+@keras.saving.register_keras_serializable(package="keras_lth")
 class MaskedConv2DTranspose(_MaskedConvTranspose, keras.layers.Conv2DTranspose):
-    pass
+    """`keras.layers.Conv2DTranspose` with a prunable kernel.
+
+    Takes exactly the arguments of `keras.layers.Conv2DTranspose` and adds
+    a non-trainable `kernel_mask` of the kernel's shape. The bias stays dense.
+
+    Its kernel is stored `(..., filters, in_channels)`, the other way round
+    from `Conv2D`'s; see `keras_lth.pruning` for what that means
+    for block pruning.
+
+    Example:
+
+    >>> layer = MaskedConv2DTranspose(filters=4, kernel_size=3)
+    >>> y = layer(keras.ops.ones((1, 8, 8, 2)))
+    >>> tuple(layer.kernel_mask.shape)
+    (3, 3, 4, 2)
+    """
 
 
-@_register
+@keras.saving.register_keras_serializable(package="keras_lth")
 class MaskedConv3DTranspose(_MaskedConvTranspose, keras.layers.Conv3DTranspose):
-    pass
+    """`keras.layers.Conv3DTranspose` with a prunable kernel.
+
+    Takes exactly the arguments of `keras.layers.Conv3DTranspose` and adds
+    a non-trainable `kernel_mask` of the kernel's shape. The bias stays dense.
+
+    Its kernel is stored `(..., filters, in_channels)`, the other way round
+    from `Conv3D`'s; see `keras_lth.pruning` for what that means
+    for block pruning.
+
+    Example:
+
+    >>> layer = MaskedConv3DTranspose(filters=4, kernel_size=3)
+    >>> y = layer(keras.ops.ones((1, 6, 6, 6, 2)))
+    >>> tuple(layer.kernel_mask.shape)
+    (3, 3, 3, 4, 2)
+    """
 
 
-@_register
+@keras.saving.register_keras_serializable(package="keras_lth")
 class MaskedDepthwiseConv1D(_MaskedDepthwiseConv, keras.layers.DepthwiseConv1D):
-    pass
+    """`keras.layers.DepthwiseConv1D` with a prunable kernel.
+
+    Takes exactly the arguments of `keras.layers.DepthwiseConv1D` and adds
+    a non-trainable `kernel_mask` of the kernel's shape. The bias stays dense.
+
+    Example:
+
+    >>> layer = MaskedDepthwiseConv1D(kernel_size=3, depth_multiplier=2)
+    >>> y = layer(keras.ops.ones((1, 8, 2)))
+    >>> tuple(layer.kernel_mask.shape)
+    (3, 2, 2)
+    """
 
 
-@_register
+@keras.saving.register_keras_serializable(package="keras_lth")
 class MaskedDepthwiseConv2D(_MaskedDepthwiseConv, keras.layers.DepthwiseConv2D):
-    pass
+    """`keras.layers.DepthwiseConv2D` with a prunable kernel.
+
+    Takes exactly the arguments of `keras.layers.DepthwiseConv2D` and adds
+    a non-trainable `kernel_mask` of the kernel's shape. The bias stays dense.
+
+    Example:
+
+    >>> layer = MaskedDepthwiseConv2D(kernel_size=3, depth_multiplier=2)
+    >>> y = layer(keras.ops.ones((1, 8, 8, 2)))
+    >>> tuple(layer.kernel_mask.shape)
+    (3, 3, 2, 2)
+    """
 
 
-@_register
+@keras.saving.register_keras_serializable(package="keras_lth")
 class MaskedSeparableConv1D(_MaskedSeparableConv, keras.layers.SeparableConv1D):
-    pass
+    """`keras.layers.SeparableConv1D` with prunable depthwise and pointwise kernels.
+
+    Takes exactly the arguments of `keras.layers.SeparableConv1D` and adds
+    the non-trainable `depthwise_kernel_mask` and `pointwise_kernel_mask`,
+    shaped like the kernels they mask. The bias stays dense.
+
+    Example:
+
+    >>> layer = MaskedSeparableConv1D(filters=4, kernel_size=3)
+    >>> y = layer(keras.ops.ones((1, 8, 2)))
+    >>> tuple(layer.depthwise_kernel_mask.shape)
+    (3, 2, 1)
+    >>> tuple(layer.pointwise_kernel_mask.shape)
+    (1, 2, 4)
+    """
 
 
-@_register
+@keras.saving.register_keras_serializable(package="keras_lth")
 class MaskedSeparableConv2D(_MaskedSeparableConv, keras.layers.SeparableConv2D):
-    pass
+    """`keras.layers.SeparableConv2D` with prunable depthwise and pointwise kernels.
+
+    Takes exactly the arguments of `keras.layers.SeparableConv2D` and adds
+    the non-trainable `depthwise_kernel_mask` and `pointwise_kernel_mask`,
+    shaped like the kernels they mask. The bias stays dense.
+
+    Example:
+
+    >>> layer = MaskedSeparableConv2D(filters=4, kernel_size=3)
+    >>> y = layer(keras.ops.ones((1, 8, 8, 2)))
+    >>> tuple(layer.depthwise_kernel_mask.shape)
+    (3, 3, 2, 1)
+    >>> tuple(layer.pointwise_kernel_mask.shape)
+    (1, 1, 2, 4)
+    """

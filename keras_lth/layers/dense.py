@@ -5,6 +5,8 @@ from keras import ops
 
 from keras_lth.layers.base import MaskedLayer
 
+__all__ = ["MaskedDense", "MaskedEinsumDense"]
+
 
 @keras.saving.register_keras_serializable(package="keras_lth")
 class MaskedDense(MaskedLayer, keras.layers.Dense):
@@ -17,7 +19,7 @@ class MaskedDense(MaskedLayer, keras.layers.Dense):
 
     >>> layer = MaskedDense(4)
     >>> y = layer(keras.ops.ones((2, 3)))
-    >>> layer.kernel_mask.shape
+    >>> tuple(layer.kernel_mask.shape)
     (3, 4)
     """
 
@@ -41,7 +43,7 @@ class MaskedEinsumDense(MaskedLayer, keras.layers.EinsumDense):
 
     >>> layer = MaskedEinsumDense("ab,bc->ac", output_shape=4)
     >>> y = layer(keras.ops.ones((2, 3)))
-    >>> layer.kernel_mask.shape
+    >>> tuple(layer.kernel_mask.shape)
     (3, 4)
     """
 

@@ -6,6 +6,8 @@ from keras import ops
 from keras_lth.layers.base import MaskedLayer
 from keras_lth.layers.base import multiply_by_mask
 
+__all__ = ["MaskedEmbedding"]
+
 
 @keras.saving.register_keras_serializable(package="keras_lth")
 class MaskedEmbedding(MaskedLayer, keras.layers.Embedding):
@@ -20,7 +22,7 @@ class MaskedEmbedding(MaskedLayer, keras.layers.Embedding):
 
     >>> layer = MaskedEmbedding(input_dim=10, output_dim=4)
     >>> y = layer(keras.ops.array([[1, 2]]))
-    >>> layer.embeddings_mask.shape
+    >>> tuple(layer.embeddings_mask.shape)
     (10, 4)
     """
 

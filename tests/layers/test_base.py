@@ -460,10 +460,10 @@ def test_on_torch_the_hook_is_registered_once_however_often_the_layer_is_called(
 def test_on_torch_the_hook_skips_the_multiply_while_the_mask_is_all_ones():
     import torch
 
-    from keras_lth.layers._torch_gradient import _MaskGradient
+    from keras_lth.layers._torch_gradient import MaskGradient
 
     layer = _built_dense()
-    hook = _MaskGradient(layer.kernel_mask.value)
+    hook = MaskGradient(layer.kernel_mask.value)
     gradient = torch.full((4, 3), 2.0)
     assert hook(gradient) is None  # PyTorch's "unchanged".
     mask = _cases.random_mask((4, 3), np.random.default_rng(11))
