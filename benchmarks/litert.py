@@ -312,14 +312,14 @@ def dense_share(model):
 class Row:
     model: str
     variant: Variant
-    report: object  # keras_lth.export.ExportReport
+    report: object  # keras_lth.litert.ExportReport
     keras_accuracy: float
     litert_accuracy: float = 0.0
     median_us: float = 0.0
 
 
 def export_all(name, tickets, data, folder):
-    from keras_lth.export import export_litert
+    from keras_lth.litert import export_litert
 
     x, _, x_test, y_test = data
     rows = []
@@ -344,7 +344,7 @@ def export_floor(folder):
     """A file that does next to nothing: Flatten, then Dense 784 -> 1."""
     import keras
 
-    from keras_lth.export import export_litert
+    from keras_lth.litert import export_litert
 
     model = keras.Sequential(
         [keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(1)]
@@ -412,7 +412,7 @@ def error_study(name, model, data, folder):
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter
 
-    from keras_lth.export import export_litert
+    from keras_lth.litert import export_litert
 
     x, _, x_test, _ = data
     noise = np.random.default_rng(0).random((64, 28, 28, 1), dtype=np.float32)
@@ -442,7 +442,7 @@ def error_study(name, model, data, folder):
 
 
 def format_study(rows):
-    from keras_lth.export import RELATIVE_TOLERANCES
+    from keras_lth.litert import RELATIVE_TOLERANCES
 
     header = (
         f"{'model':<8}{'quantize':<10}{'test images':>13}{'random images':>15}"

@@ -25,7 +25,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_lth as lth  # noqa: E402
-from keras_lth.export import export_litert  # noqa: E402
+from keras_lth.litert import export_litert  # noqa: E402
 
 
 def lenet_300_100(input_dim):

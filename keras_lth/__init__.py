@@ -18,13 +18,13 @@ __version__ = "0.1.0"
 #: Public name -> the module that defines it (a name that is a submodule maps
 #: to itself).
 _EXPORTS = {
-    "ExportReport": "keras_lth.export",
+    "ExportReport": "keras_lth.litert",
     "GradualPruning": "keras_lth.callbacks",
-    "LiteRTExportError": "keras_lth.export",
+    "LiteRTExportError": "keras_lth.litert",
     "LotteryTicket": "keras_lth.callbacks",
     "SparsitySummaries": "keras_lth.callbacks",
     "datasets": "keras_lth.datasets",
-    "export_litert": "keras_lth.export",
+    "export_litert": "keras_lth.litert",
     "get_masks": "keras_lth.masking",
     "layers": "keras_lth.layers",
     "load_results": "keras_lth.results",

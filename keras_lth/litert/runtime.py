@@ -1,10 +1,10 @@
 """Running and inspecting a LiteRT flatbuffer with `ai_edge_litert`.
 
-Private helpers of `keras_lth.export`: load a file with LiteRT's default
-delegates (XNNPACK on CPU), feed it through its signature, time `invoke`,
-and read from the loaded interpreter which weight tensors are stored sparse
-and which ops run where. `ai_edge_litert` is imported only when a function
-here is called.
+What `export_litert` does with a converted file: load it with LiteRT's
+default delegates (XNNPACK on CPU), feed it through its signature, time
+`invoke`, and read from the loaded interpreter which weight tensors are
+stored sparse and which ops run where. `ai_edge_litert` is imported only when
+a function here is called.
 """
 
 import re
@@ -13,6 +13,15 @@ import time
 
 import numpy as np
 
+__all__ = [
+    "LITERT_PACKAGE",
+    "Runner",
+    "import_interpreter",
+    "inspect_interpreter",
+    "median_invoke_seconds",
+]
+
+#: The package that provides LiteRT's interpreter.
 LITERT_PACKAGE = "ai-edge-litert"
 
 # LiteRT's dimension formats in `sparsity_parameters["dim_metadata"]`.
@@ -101,8 +110,8 @@ def median_invoke_seconds(runners, sample, runs):
     invokes of batch 1, taken in rounds of 10 per runner, the order of the
     runners reversed every other round, so that the machine's noise falls on
     all of them alike. Each invoke is timed on its own with
-    `time.perf_counter`; the figure includes the Python call into LiteRT
-    (about a microsecond), the same for every runner.
+    `time.perf_counter`; the figure includes the Python call into LiteRT,
+    the same for every runner.
     """
     for runner in runners:
         runner.set_inputs(sample)
