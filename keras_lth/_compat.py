@@ -5,6 +5,12 @@ import sys
 
 import keras
 
+__all__ = [
+    "only_first_replica_scope",
+    "refuse_tf_distribute_off_tensorflow",
+    "sync_backend_state",
+]
+
 
 def _version():
     return tuple(int(part) for part in keras.__version__.split(".")[:2])
@@ -55,3 +61,15 @@ def refuse_tf_distribute_off_tensorflow(what):
         "or Keras's own distribution API (keras.distribution.DataParallel) "
         "on JAX."
     )
+
+
+def sync_backend_state(model):
+    """Writes the JAX trainer's live state back into `model`'s variables.
+
+    During an epoch the JAX trainer keeps the training state outside the
+    variables (Keras writes it back at epoch ends); a callback that reads or
+    writes variables between batches calls this first. A no-op on the other
+    backends, which update the variables in place.
+    """
+    if hasattr(model, "jax_state_sync"):
+        model.jax_state_sync()

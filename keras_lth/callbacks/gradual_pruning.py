@@ -1,95 +1,95 @@
-"""`GradualPruning`: prune during training, following a sparsity schedule."""
+"""`GradualPruning`: prune during training, following a sparsity schedule.
+
+Gradual magnitude pruning (Zhu & Gupta, 2017), as tensorflow-model-
+optimization's `prune_low_magnitude` does it, for Keras 3 models with masked
+layers.
+
+**Schedules.** `keras_lth.schedules.PolynomialDecay` and `ConstantSparsity`
+reproduce tfmot's schedules of the same names exactly. tfmot's own schedule
+objects (`tfmot.sparsity.keras.PolynomialDecay`, ...) work too, as does any
+object with a `__call__(step) -> (should_prune, sparsity)`; Python, numpy or
+TensorFlow scalars are all read. keras_lth never imports tfmot (importing it
+switches the whole process to Keras 2). A plain `step -> sparsity` callable
+needs `frequency`: the callback then prunes at every multiple of it.
+
+**Counts.** The smallest-magnitude surviving weights go first, counts are
+exact (`floor(sparsity * n + 0.5)` of `n` weights, or of `n` blocks with
+`block`; see `keras_lth.pruning_at_init.prune_to_sparsity`), and nothing
+grows back: a schedule whose sparsity goes down prunes nothing more. Pruned
+weights and their optimizer slots (momentum, Adam moments) are zeroed by
+`keras_lth.set_masks` and stay zero while training goes on.
+
+**Cost.** The schedule is evaluated in Python before every batch, with no
+device access: the step is read from the optimizer once per epoch and
+counted from the batch index in between. Only a step that prunes reads the
+weights and masks to the host and writes the new masks back. The callback
+defines no `on_train_batch_end`, so Keras keeps dispatching batches
+asynchronously (on the backends that do: JAX, PyTorch). A tfmot schedule runs
+a few eager TensorFlow ops per evaluation; use keras_lth's schedules where
+that matters.
+
+**`steps_per_execution=k > 1`.** Keras runs `k` steps between two callback
+calls; a step the schedule prunes at that falls inside such a run is applied
+at the start of the next one (never early), at the sparsity of the latest
+scheduled step.
+"""
 
 import copy
-import numbers
 
 import keras
 import numpy as np
 from keras import ops
 
+from keras_lth._checks import check_count
 from keras_lth._compat import refuse_tf_distribute_off_tensorflow
+from keras_lth._compat import sync_backend_state
+from keras_lth.callbacks.imp_step import check_block_option
 from keras_lth.masking import get_masks
 from keras_lth.masking import get_prunable_weights
-from keras_lth.masking import prunable_tensors
+from keras_lth.masking import require_prunable_tensors
 from keras_lth.masking import set_masks
+from keras_lth.pruning import check_strategy
 from keras_lth.pruning_at_init import prune_to_sparsity
 from keras_lth.schedules import ConstantSparsity
 from keras_lth.schedules import PolynomialDecay
 
+__all__ = ["STRATEGIES", "GradualPruning"]
+
+#: The strategies `GradualPruning` accepts (a subset of
+#: `keras_lth.pruning.STRATEGIES`).
 STRATEGIES = ("layerwise", "global")
 
 
 class GradualPruning(keras.callbacks.Callback):
     """Prunes by magnitude during training, following a sparsity schedule.
 
-    Gradual magnitude pruning (Zhu & Gupta, 2017), as
-    tensorflow-model-optimization's `prune_low_magnitude` does it, for Keras 3
-    models with masked layers (see `keras_lth.mask_model`). Before each
-    training step `t` (the optimizer's iteration count), the callback asks
-    the schedule `schedule(t) -> (should_prune, sparsity)`; when it says to
-    prune, every prunable tensor's mask is set so that exactly `sparsity` of
-    its weights are pruned (`strategy="layerwise"`), or of all prunable
-    weights together, below one magnitude threshold (`strategy="global"`).
-    The smallest-magnitude surviving weights go first, counts are exact
-    (`floor(sparsity * n + 0.5)` of `n` weights, see
-    `keras_lth.pruning_at_init.prune_to_sparsity`), and nothing grows back: a
-    schedule whose sparsity goes down prunes nothing more. Pruned weights and
-    their optimizer slots (momentum, Adam moments) are zeroed by
-    `keras_lth.set_masks`, and stay zero while training goes on.
-
-    Schedules:
-
-    * `keras_lth.schedules.PolynomialDecay` and `ConstantSparsity`, which
-      reproduce tfmot's schedules of the same names exactly.
-    * tfmot's own schedule objects (`tfmot.sparsity.keras.PolynomialDecay`,
-      ...), or any object with a `__call__(step) -> (should_prune, sparsity)`;
-      Python, numpy or TensorFlow scalars are all read. keras_lth never
-      imports tfmot (importing it switches the whole process to Keras 2).
-    * A plain `step -> sparsity` callable, with `frequency`: the callback then
-      prunes at every step that is a multiple of `frequency`.
-
-    Cost: the schedule is evaluated in Python before every batch, with no
-    device access: the step is read from the optimizer once per epoch and
-    counted from the batch index in between. Only a step that prunes reads
-    the weights and masks to the host and writes the new masks back. The
-    callback defines no `on_train_batch_end`, so Keras keeps dispatching
-    batches asynchronously (on the backends that do: JAX, PyTorch).
-    (A tfmot schedule runs a few eager TensorFlow ops per evaluation; use
-    keras_lth's schedules where that matters.)
-
-    With `steps_per_execution=k > 1`, Keras runs `k` steps between two
-    callback calls; a step the schedule prunes at that falls inside such a
-    run is applied at the start of the next one (never early), at the
-    sparsity of the latest scheduled step.
+    Before each training step `t` (the optimizer's iteration count), the
+    callback asks the schedule `schedule(t) -> (should_prune, sparsity)`;
+    when it says to prune, every prunable tensor's mask is set so that
+    exactly `sparsity` of its weights are pruned (`strategy="layerwise"`), or
+    of all prunable weights together, below one magnitude threshold
+    (`strategy="global"`). The model must hold masked layers (see
+    `keras_lth.mask_model`); see this module's docstring for the schedules
+    accepted, the exact counts and the cost.
 
     Args:
-        schedule: A schedule, as above.
-        strategy: `"layerwise"` (each tensor reaches the sparsity) or
-            `"global"` (all prunable weights together, one magnitude
-            threshold). Defaults to `"layerwise"`.
-        block: `None` (the default) prunes single weights. A `(rows, cols)`
-            pair prunes whole blocks, in LiteRT's `(out, in)` orientation
-            (`(1, 4)` for LiteRT's sparse float kernels, `(1, 16)` for int8);
-            a dict maps tensor keys to such pairs or `None`. The sparsity then
-            counts blocks: `floor(sparsity * n + 0.5)` of a tensor's `n` blocks
-            are pruned. See `keras_lth.pruning` for the block layout.
-        frequency: Only for a schedule that returns a bare sparsity: prune at
-            the steps that are multiples of `frequency`. A schedule that
-            returns `(should_prune, sparsity)` decides when to prune itself,
-            and `frequency` must then be `None` (the default).
+        schedule: A schedule `step -> (should_prune, sparsity)`, or
+            `step -> sparsity` with `frequency`.
+        strategy: `"layerwise"` or `"global"`. Defaults to `"layerwise"`.
+        block: `None` (the default) prunes single weights; a `(rows, cols)`
+            block prunes whole blocks (see `keras_lth.pruning` for the
+            orientation), and a dict maps tensor keys to blocks or `None`.
+        frequency: Only for a schedule that returns a bare sparsity: prune
+            at the steps that are multiples of `frequency`. Defaults to None.
         verbose: `1` prints a line each time the callback prunes; `0` (the
             default) is silent.
 
     Attributes:
-        history: A list of `(step, sparsity)`, one per pruning step of the
-            last `fit`: the optimizer step before which the masks were set,
-            and the schedule's sparsity.
+        history: `(step, sparsity)` per pruning step of the last `fit`.
 
     Example:
 
     ```python
-    model = keras_lth.mask_model(build_model())
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     schedule = keras_lth.schedules.PolynomialDecay(
         initial_sparsity=0.0, final_sparsity=0.9, begin_step=0, end_step=2000,
         frequency=100)
@@ -114,23 +114,9 @@ class GradualPruning(keras.callbacks.Callback):
                 "(should_prune, sparsity)`. Received: "
                 f"{schedule!r} of type {type(schedule).__name__}"
             )
-        if strategy not in STRATEGIES:
-            raise ValueError(
-                f"Expected `strategy` to be one of {STRATEGIES}. "
-                f"Received: strategy={strategy!r}"
-            )
+        check_strategy(strategy, choices=STRATEGIES)
         if frequency is not None:
-            if isinstance(frequency, bool) or not isinstance(
-                frequency, numbers.Integral
-            ):
-                raise TypeError(
-                    "Expected `frequency` to be None or an int. Received: "
-                    f"frequency={frequency!r} of type {type(frequency).__name__}"
-                )
-            if frequency < 1:
-                raise ValueError(
-                    f"Expected `frequency` >= 1. Received: frequency={frequency}"
-                )
+            frequency = check_count(frequency, "frequency")
             if isinstance(schedule, (PolynomialDecay, ConstantSparsity)):
                 raise ValueError(
                     f"{type(schedule).__name__} decides when to prune (its own "
@@ -138,10 +124,9 @@ class GradualPruning(keras.callbacks.Callback):
                     "a schedule that returns a bare sparsity; expected "
                     f"frequency=None. Received: frequency={frequency}"
                 )
-            frequency = int(frequency)
         self.schedule = schedule
         self.strategy = strategy
-        self.block = block
+        self.block = check_block_option(block)
         self.frequency = frequency
         self.verbose = verbose
         self._reset()
@@ -166,15 +151,10 @@ class GradualPruning(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         refuse_tf_distribute_off_tensorflow("`fit` with GradualPruning runs")
-        tensors = prunable_tensors(self.model)
-        if not tensors:
-            raise ValueError(
-                f"Model '{self.model.name}' has no prunable layers. Make it "
-                "prunable with `keras_lth.mask_model(model)`, or build it from "
-                "`keras_lth.layers`."
-            )
+        tensors = require_prunable_tensors(self.model)
         if self.block is not None:
-            # Fails now, not at the first pruning step, on a bad block.
+            # A block dict naming tensors the model lacks fails now, not at
+            # the first pruning step.
             masks = {key: np.ones((1, 1), np.float32) for key in tensors}
             prune_to_sparsity(masks, masks, 0.0, block=self.block)
         optimizer = self.model.optimizer
@@ -260,8 +240,7 @@ class GradualPruning(keras.callbacks.Callback):
     def _prune(self, step, sparsity):
         # On JAX the live state sits outside the variables during an epoch;
         # writing it back also makes the next step read the new masks.
-        if hasattr(self.model, "jax_state_sync"):
-            self.model.jax_state_sync()
+        sync_backend_state(self.model)
         new = prune_to_sparsity(
             get_prunable_weights(self.model),
             get_masks(self.model),

@@ -1,4 +1,33 @@
-"""`SparsitySummaries`: TensorBoard summaries of masks, weights and IMP rounds."""
+"""`SparsitySummaries`: TensorBoard summaries of masks, weights and IMP rounds.
+
+Tags in run `train/`, at the training step (the optimizer steps taken; it
+never goes back, even when `LotteryTicket` rewinds the iteration count, since
+TensorBoard drops the points after a step that goes back):
+
+* `sparsity/global` and `sparsity/<layer>/<weight>`: the fraction of
+  prunable weights pruned, overall and per tensor (as `keras_lth.sparsity`),
+  when training begins, at every epoch end, and where masks changed between
+  epochs;
+* `weights/<layer>/<weight>`: a histogram of each prunable tensor's
+  surviving weights, every `histogram_freq` epochs.
+
+Per IMP round, by `write_round`:
+
+* `lottery/round`: the round index, at the step where the round ended;
+* with the round index as step: `lottery/weights_remaining`,
+  `lottery/best_step`, `lottery/best_epoch`, `lottery/best_<metric>` (every
+  metric at the round's best epoch) and `lottery/final_<metric>` (at its last
+  epoch);
+* the same metrics and `best_step` as `lottery_vs_sparsity_permille/...`,
+  with the fraction of weights pruned, in per mille, as step (0 = dense,
+  488 = 48.8% pruned): the ticket curve, sparser tickets to the right
+  (TensorBoard needs growing integer steps, so the axis counts what is
+  pruned, not what remains);
+* `lottery/plot`: an image of `keras_lth.plot_results` over the rounds so far.
+
+Metrics named `val_<name>` go to run `validation/` as `<name>`, as
+`keras.callbacks.TensorBoard` does, so TensorBoard overlays both curves.
+"""
 
 import copy
 import os
@@ -8,10 +37,13 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_lth._checks import check_count
 from keras_lth._summary_writer import DEFAULT_BUCKETS
 from keras_lth._summary_writer import SummaryWriter
 from keras_lth.masking import get_masks
 from keras_lth.masking import get_prunable_weights
+
+__all__ = ["ROUND_PREFIX", "SPARSITY_AXIS_PREFIX", "SparsitySummaries"]
 
 #: Tag families of the per-round summaries written by `write_round`.
 ROUND_PREFIX = "lottery"
@@ -30,55 +62,17 @@ class SparsitySummaries(keras.callbacks.Callback):
     """Writes TensorBoard summaries of a masked model's sparsity and weights.
 
     For any training of a model with masked layers (see
-    `keras_lth.mask_model`), alone or with `keras_lth.LotteryTicket`. It
-    works beside `keras.callbacks.TensorBoard` pointed at the same
-    `log_dir`: it follows the same layout (run `train/`, and `validation/`
-    for validation metrics), in event files of its own. Summaries are written
-    between epochs only; no per-batch hook is added, so Keras keeps
-    dispatching batches asynchronously. Writing needs the `tensorboard`
-    package but not TensorFlow, so it works on every backend.
-
-    Summaries in run `train/`, at the training step (see below):
-
-    * `sparsity/global` and `sparsity/<layer>/<weight>`: the fraction of
-      prunable weights pruned, overall and per tensor (as
-      `keras_lth.sparsity`). Written when training begins, at every epoch
-      end, and where masks changed between epochs (after a pruning step).
-    * `weights/<layer>/<weight>`: a histogram of the surviving (unmasked)
-      weights of each prunable tensor, every `histogram_freq` epochs.
-
-    Per IMP round, written by `write_round` at the round's end:
-
-    * `lottery/round`: the round index, at the training step where the round
-      ended, to map steps to rounds.
-    * With the round index as step: `lottery/weights_remaining`,
-      `lottery/best_step` and `lottery/best_epoch` (the round's early-stopping
-      point), `lottery/best_<metric>` (every metric at that point) and
-      `lottery/final_<metric>` (at the round's last epoch).
-    * The same metrics and `best_step` as `lottery_vs_sparsity_permille/...`,
-      with the fraction of weights pruned in per mille as step (0 = dense,
-      488 = 48.8% pruned, that is 51.2% remaining): the ticket curve,
-      with sparser tickets to the right. TensorBoard needs integer steps
-      and drops the points after a step that goes back, so the x axis counts
-      what is pruned (growing every round), not what remains.
-    * `lottery/plot`: an image of `keras_lth.plot_results` over the rounds so
-      far (the ticket curve on a log axis), with the round index as step.
-
-    Metrics named `val_<name>` go to run `validation/` as `<name>`, as
-    `keras.callbacks.TensorBoard` does, so TensorBoard overlays the training
-    and validation curves (`lottery/best_accuracy` in both runs).
-
-    The training step counts the optimizer steps taken: it starts at
-    `model.optimizer.iterations` when `fit` begins and never goes back, even
-    when `LotteryTicket` rewinds the optimizer's iteration count between
-    rounds (TensorBoard would otherwise drop the earlier rounds' points).
-    Use it alone before `LotteryTicket` in `callbacks`, so that it sees each
-    round's trained weights and last steps before the rewind, or let
-    `LotteryTicket` drive it.
+    `keras_lth.mask_model`), alone or inside `keras_lth.LotteryTicket`
+    (`log_dir=...`). It follows `keras.callbacks.TensorBoard`'s layout
+    (runs `train/` and `validation/`) in event files of its own, so both can
+    share a `log_dir`. It writes between epochs only (no per-batch hook, so
+    Keras keeps dispatching batches asynchronously), and needs the
+    `tensorboard` package but not TensorFlow. The tags are listed in this
+    module's docstring. Used alone beside a `LotteryTicket`, put it before
+    the ticket in `callbacks`, so that it sees each round's trained weights.
 
     Args:
-        log_dir: The folder TensorBoard reads, as for
-            `keras.callbacks.TensorBoard`. Defaults to `"logs"`.
+        log_dir: The folder TensorBoard reads. Defaults to `"logs"`.
         histogram_freq: Epochs between weight histograms; `0` writes none.
             Defaults to `1`.
         histogram_buckets: Buckets per histogram. Defaults to `30`.
@@ -115,8 +109,8 @@ class SparsitySummaries(keras.callbacks.Callback):
                 f"Received: log_dir={log_dir!r} of type {type(log_dir).__name__}"
             )
         self.log_dir = os.fspath(log_dir)
-        self.histogram_freq = _check_int(histogram_freq, "histogram_freq", 0)
-        self.histogram_buckets = _check_int(histogram_buckets, "histogram_buckets", 1)
+        self.histogram_freq = check_count(histogram_freq, "histogram_freq", minimum=0)
+        self.histogram_buckets = check_count(histogram_buckets, "histogram_buckets")
         if not isinstance(plot, bool):
             raise TypeError(f"Expected `plot` to be a bool. Received: plot={plot!r}")
         self.plot = plot
@@ -150,7 +144,7 @@ class SparsitySummaries(keras.callbacks.Callback):
 
     @property
     def step(self):
-        """The training step summaries are written at (see the class doc).
+        """The training step summaries are written at: optimizer steps taken.
 
         Settable, for a run resumed from a checkpoint: set it to the step the
         interrupted run had reached before `fit` starts, and the steps
@@ -161,7 +155,7 @@ class SparsitySummaries(keras.callbacks.Callback):
 
     @step.setter
     def step(self, value):
-        self._step = _check_int(value, "step", 0)
+        self._step = check_count(value, "step", minimum=0)
 
     # ------------------------------------------------------------ callbacks
 
@@ -198,6 +192,26 @@ class SparsitySummaries(keras.callbacks.Callback):
         self.close()
 
     # ---------------------------------------------------------- public API
+
+    def begin(self, model, *, step=None):
+        """Starts the summaries of a `fit` that another callback drives.
+
+        A callback that holds a `SparsitySummaries` instead of passing it to
+        `fit` (as `LotteryTicket(log_dir=...)` does) calls `begin` when its
+        training begins, then forwards `on_epoch_begin` and `on_epoch_end`,
+        calls `write_round` and `write_sparsity` after changing the masks,
+        and `close` when training ends.
+
+        Args:
+            model: The model being trained.
+            step: For a resumed run, the step the interrupted run had
+                reached; set before anything is written. Defaults to None:
+                carry on from `step`.
+        """
+        self.set_model(model)
+        if step is not None:
+            self.step = step
+        self.on_train_begin()
 
     def write_sparsity(self):
         """Writes the sparsity scalars at the current training step.
@@ -387,14 +401,3 @@ def _check_row(row):
             "Expected `weights_remaining` to be a fraction in [0, 1]. "
             f"Received: {remaining!r}"
         )
-
-
-def _check_int(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(
-            f"Expected `{name}` to be an int. Received: {name}={value!r} "
-            f"of type {type(value).__name__}"
-        )
-    if value < minimum:
-        raise ValueError(f"Expected `{name}` >= {minimum}. Received: {name}={value}")
-    return int(value)

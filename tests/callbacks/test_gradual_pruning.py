@@ -529,6 +529,7 @@ def jax_process(request):
         process.communicate()
 
 
+@pytest.mark.slow
 def test_gradual_pruning_on_jax(jax_process):
     stdout, stderr = jax_process.communicate(timeout=300)
     lines = [x for x in stdout.splitlines() if x.startswith("JSON:")]

@@ -92,7 +92,7 @@ def test_fine_tuning_resets_nothing(digits):
             np.testing.assert_array_equal(
                 start["weights"][key], trained["weights"][key] * mask
             )
-    assert ticket._snapshot is None  # No rewind point is kept.
+    assert ticket._run.snapshot is None  # No rewind point is kept.
     assert [r["weights_remaining"] for r in ticket.results] == pytest.approx(
         [r["weights_remaining"] for r in run_imp(digits, rounds=3)[1].results]
     )

@@ -359,10 +359,13 @@ def test_errors_quote_what_was_received(tmp_path):
         plain.fit(np.zeros((4, 4)), np.zeros((4, 2)), callbacks=[summaries], verbose=0)
 
 
+@pytest.mark.slow
 def test_writer_needs_no_tensorflow(tmp_path):
-    # On the JAX backend, writing summaries imports no TensorFlow.
+    # On the JAX backend, Keras and the summary writer import no TensorFlow.
+    # (`import keras_lth` imports no Keras now, so Keras is imported first.)
     code = (
         "import sys\n"
+        "import keras\n"
         "from keras_lth._summary_writer import SummaryWriter\n"
         f"w = SummaryWriter({str(tmp_path)!r})\n"
         "w.scalar('a', 1.5, 3)\n"
@@ -387,6 +390,7 @@ def test_writer_needs_no_tensorflow(tmp_path):
     assert values["h"][3][:, 2].sum() == 3
 
 
+@pytest.mark.slow
 @backends.not_on("tensorflow", "TensorFlow is the backend there")
 def test_a_ticket_logs_summaries_with_tensorflow_blocked(tmp_path):
     # On JAX and PyTorch, the whole run, `log_dir` included, needs no
@@ -465,6 +469,7 @@ def _wait_for(condition, timeout, what):
     )
 
 
+@pytest.mark.slow
 def test_real_tensorboard_server_shows_the_summaries(lottery_run, tmp_path):
     """`tensorboard --logdir` on the finished run, read over its HTTP API.
 

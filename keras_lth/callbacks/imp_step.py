@@ -1,0 +1,148 @@
+"""One pruning step of IMP, as pure functions over arrays.
+
+`LotteryTicket` prunes at the end of every round but the last with
+`next_masks`: each tensor (or, with `strategy="global"`, all of them
+together) goes to its cumulative target `pruning.target_count(start, rate,
+step)`, counted in weights or, with a block, in blocks (`count_kept`), so
+rounding never accumulates over rounds. `masks_settled` is the early-bird
+test (You et al. 2020). No model is needed:
+
+>>> weights = {"d/kernel": np.arange(1.0, 11.0)}
+>>> masks = {"d/kernel": np.ones(10, np.float32)}
+>>> kept = count_kept(masks)
+>>> mask = next_masks(weights, masks, initial_kept=kept, rates={"d/kernel": 0.2},
+...                   step=2, strategy="layerwise", prune_rate=0.2, seed=0)
+>>> int(mask["d/kernel"].sum())  # floor(10 * 0.8 ** 2 + 0.5)
+6
+"""
+
+import numpy as np
+
+from keras_lth import pruning
+from keras_lth._checks import check_fraction
+
+__all__ = [
+    "check_block_option",
+    "check_layer_rates",
+    "count_kept",
+    "flat_mask",
+    "masks_settled",
+    "next_masks",
+]
+
+
+def check_layer_rates(layer_rates, strategy):
+    """Returns `layer_rates` as `{layer_name: float in [0, 1)}`.
+
+    `None` gives `{}`. With `strategy="global"` one threshold prunes every
+    layer, so only `0` (never prune the layer) is accepted.
+
+    Raises:
+        TypeError: If `layer_rates` is not a dict of names to numbers.
+        ValueError: If a rate lies outside [0, 1), or is not 0 with "global".
+    """
+    if layer_rates is None:
+        return {}
+    if not isinstance(layer_rates, dict):
+        raise TypeError(
+            "Expected `layer_rates` to be a dict {layer_name: rate}. "
+            f"Received: layer_rates={layer_rates!r}"
+        )
+    rates = {}
+    for name, rate in layer_rates.items():
+        if not isinstance(name, str):
+            raise TypeError(
+                f"Expected layer names as `layer_rates` keys. Received: {name!r}"
+            )
+        rates[name] = check_fraction(
+            rate, f"the rate of layer '{name}' in `layer_rates`", interval="[0, 1)"
+        )
+        if strategy == "global" and rate != 0:
+            raise ValueError(
+                "With strategy='global' one threshold prunes every layer, so "
+                "`layer_rates` can only hold 0 (never prune a layer). Received "
+                f"{{'{name}': {rate}}}. Use strategy='layerwise' for per-layer "
+                "rates."
+            )
+    return rates
+
+
+def check_block_option(block):
+    """Returns `block` as `pruning.check_block` does, or a dict of such blocks.
+
+    A dict `{"layer/weight": block or None}` sets the block per tensor; each
+    value is checked with `pruning.check_block`.
+    """
+    if isinstance(block, dict):
+        return {
+            key: pruning.check_block(value, f"`block` for '{key}'")
+            for key, value in block.items()
+        }
+    return pruning.check_block(block, "block")
+
+
+def count_kept(masks, block=None):
+    """`{key: what IMP counts in the tensor}`: kept weights, or live blocks."""
+    return {
+        key: pruning.count_units(mask, _block_of(block, key))
+        for key, mask in masks.items()
+    }
+
+
+def next_masks(
+    weights, masks, *, initial_kept, rates, step, strategy, prune_rate, seed, block=None
+):
+    """The masks of pruning step `step` (1-based), at exact cumulative counts.
+
+    Args:
+        weights: `{key: trained weights}` to rank by magnitude.
+        masks: `{key: current mask}`; for one-shot pruning, round 0's masks.
+        initial_kept: `count_kept` of the masks when training began.
+        rates: `{key: rate}` (see `tensor_rates` in
+            `keras_lth.callbacks.lottery_ticket`); a rate of 0 never prunes.
+        step: How many pruning steps the masks reach.
+        strategy: One of `keras_lth.pruning.STRATEGIES`.
+        prune_rate: The rate of `"global"`'s one threshold.
+        seed: The run's seed; `"random"` draws with `[seed, step]`.
+        block: `None`, a `(rows, cols)` block or a dict of them per key.
+
+    Returns:
+        `{key: new mask}` (with `"global"`, for the tensors it prunes).
+    """
+    if strategy == "global":
+        included = {k: m for k, m in masks.items() if rates[k] > 0}
+        start = sum(initial_kept[k] for k in included)
+        target = pruning.target_count(start, prune_rate, step)
+        alive = sum(count_kept(included, block).values())
+        rate = (alive - target) / alive if alive else 0.0
+        return pruning.prune_global(weights, included, max(rate, 0.0), block=block)
+    step_rates = {}
+    for key, alive in count_kept(masks, block).items():
+        target = pruning.target_count(initial_kept[key], rates[key], step)
+        step_rates[key] = max(alive - target, 0) / alive if alive else 0.0
+    return pruning.prune(
+        weights, masks, step_rates, strategy=strategy, seed=[seed, step], block=block
+    )
+
+
+def flat_mask(masks):
+    """All `masks` as one flat boolean array, in order."""
+    return np.concatenate([m.ravel() for m in masks.values()]) > 0
+
+
+def masks_settled(window, distance):
+    """The early-bird test: has the newest mask in `window` settled?
+
+    True when the normalised Hamming distance (the fraction of entries that
+    differ) from `window[-1]` to every earlier mask in `window` is below
+    `distance`.
+
+    >>> masks_settled([np.array([1, 1, 0]), np.array([1, 1, 0])], 0.1)
+    True
+    """
+    newest = window[-1]
+    return all(np.mean(newest != old) < distance for old in window[:-1])
+
+
+def _block_of(block, key):
+    return block.get(key) if isinstance(block, dict) else block
