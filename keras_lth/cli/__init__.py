@@ -1,37 +1,57 @@
 """The `keras-lth` command: find a winning ticket from the shell.
 
     keras-lth run                        # LeNet-300-100 on digits, offline
-    keras-lth run --dataset mnist --data-path ../shared/data/mnist --rounds 10
+    keras-lth run --dataset mnist --data-path path/to/mnist --rounds 10
     keras-lth run --output runs/lenet --resume    # continue a run that stopped
     keras-lth report runs/lenet                   # reprint it, redraw its plot
+    keras-lth tune --max-trials 4                 # search with keras-tuner
 
-`run` finds a ticket by iterative magnitude pruning (IMP) for one of the
-reference networks of `keras_lth.models`, with the paper's pruning rates,
-plus control runs (random reinitialization, random pruning), and writes
-everything into one run directory. `report` reads that directory back.
-`tune` is a hook for `keras_lth.tuner` (see `_tune`).
+`run` (`keras_lth.cli.run`) finds a ticket by iterative magnitude pruning
+(IMP) for one of the reference networks of `keras_lth.models`, with the
+paper's pruning rates, plus control runs (random reinitialization, random
+pruning), and writes everything into one run directory. `report`
+(`keras_lth.cli.report`) reads that directory back. `tune`
+(`keras_lth.cli.tune`) searches hyperparameters with keras-tuner.
 
-Also runnable as `python -m keras_lth.cli`. `main(argv)` returns the exit
-code: 0 on success, 1 when a finished run could not be exported, 2 for a bad
-command line or unreadable data (one `keras-lth: error: ...` line on stderr),
-130 when interrupted (the run can be resumed).
+This module holds the parser and `main`, and imports no Keras: `--help` is
+fast, and `run` and `tune` import Keras only once TensorFlow's logging is
+set (see `--verbose`). Also runnable as `python -m keras_lth.cli`.
+
+Exit codes of `main(argv)`:
+
+* 0: success.
+* 1: a finished run whose LiteRT export failed, a search in which no trial
+  completed, or an unexpected error (a bug): one line naming the exception,
+  `--debug` for the traceback.
+* 2: an error the user can fix, printed as one `keras-lth: error: ...` line:
+  a bad command line, unreadable data, a run directory that exists, is in
+  use or cannot be written, a torn checkpoint, a full disk; any `ValueError`,
+  `TypeError` or `OSError` the library raises.
+* 130: interrupted (Ctrl-C); what finished is saved and `--resume` continues.
+
+`--debug` (before or after the command) prints the traceback instead of the
+one line, with the same exit code.
 """
 
 import argparse
-import importlib
 import sys
+import traceback
 
-from keras_lth import _cli_run
-from keras_lth import datasets
-from keras_lth import models
-from keras_lth import pruning
-from keras_lth._cli_run import CONTROLS
-from keras_lth._cli_run import DEFAULT_CONTROLS
-from keras_lth._cli_run import DEFAULT_EPOCHS_PER_ROUND
-from keras_lth._cli_run import DEFAULT_MODEL
-from keras_lth._cli_run import DEFAULT_ROUNDS
-from keras_lth._cli_run import DEFAULT_SEED
-from keras_lth._cli_run import UsageError
+from keras_lth.cli import tune as tune_command
+from keras_lth.cli._common import UsageError
+from keras_lth.cli._common import describe
+from keras_lth.cli._common import import_keras
+from keras_lth.cli._settings import CONTROLS
+from keras_lth.cli._settings import DATASETS
+from keras_lth.cli._settings import DEFAULT_CONTROLS
+from keras_lth.cli._settings import DEFAULT_EPOCHS_PER_ROUND
+from keras_lth.cli._settings import DEFAULT_MODEL
+from keras_lth.cli._settings import DEFAULT_ROUNDS
+from keras_lth.cli._settings import DEFAULT_SEED
+from keras_lth.cli._settings import MODELS
+from keras_lth.pruning import STRATEGIES
+
+__all__ = ["build_parser", "main"]
 
 PROG = "keras-lth"
 
@@ -47,6 +67,7 @@ The run directory (--output; default runs/<model>-<dataset>-<time>) gets:
   ticket_export.txt             the LiteRT export's report
   tensorboard/<run>/            TensorBoard logs of each run
   checkpoints/<run>/            crash-recovery state, read by --resume
+  .lock                         locked by the run writing here; a second is refused
 
 Settings left out take the model preset's values (see keras_lth.models), except
 the defaults shown. An existing run directory is never overwritten: pass
@@ -56,9 +77,11 @@ from its last epoch) or choose another --output.
 examples:
   keras-lth run
   keras-lth run --rounds 2 --epochs-per-round 1 --controls none --output runs/quick
-  keras-lth run --model conv2 --dataset mnist --data-path ../shared/data/mnist
+  keras-lth run --model conv2 --dataset mnist --data-path path/to/mnist
   keras-lth run --output runs/quick --resume
 """
+
+_DEBUG_HELP = "on an error, print the full traceback instead of one line"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,13 +92,45 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser():
-    """The `keras-lth` argument parser, with its `run`, `report`, `tune`."""
+    """The `keras-lth` argument parser, with its `run`, `report` and `tune`.
+
+    Imports no Keras: the choices come from `keras_lth.cli._settings` and
+    `keras_lth.pruning.STRATEGIES`.
+
+    Returns:
+        An `argparse.ArgumentParser` whose errors raise `UsageError`.
+    """
     parser = _Parser(
         prog=PROG,
         description="Find lottery tickets (Frankle & Carbin, 2019) with Keras 3.",
     )
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_run(commands)
 
+    report = commands.add_parser(
+        "report",
+        help="reprint a run's tables and redraw its plot",
+        description="Reprint the tables of a run directory written by "
+        "'keras-lth run' and redraw its plot from the saved JSON.",
+    )
+    report.add_argument("run_dir", metavar="RUN_DIR")
+    report.add_argument(
+        "--no-plot", action="store_true", help="do not redraw ticket_curve.png"
+    )
+    _add_debug(report)
+
+    tune = commands.add_parser(
+        "tune",
+        help="search hyperparameters with keras-tuner (needs keras-tuner)",
+        description="Search hyperparameters of a ticket with keras-tuner.",
+    )
+    tune_command.add_cli_arguments(tune)
+    _add_debug(tune)
+    return parser
+
+
+def _add_run(commands):
     run = commands.add_parser(
         "run",
         help="find a ticket by IMP, with control runs; write a run directory",
@@ -94,17 +149,17 @@ def build_parser():
     model = run.add_argument_group("model and data")
     model.add_argument(
         "--model",
-        choices=models.available(),
+        choices=MODELS,
         metavar="NAME",
         help="reference network and its training preset: "
-        + ", ".join(models.available())
+        + ", ".join(MODELS)
         + f" (default {DEFAULT_MODEL})",
     )
     model.add_argument(
         "--dataset",
-        choices=datasets.NAMES,
+        choices=DATASETS,
         metavar="NAME",
-        help=f"{', '.join(datasets.NAMES)} (default digits, or mnist with "
+        help=f"{', '.join(DATASETS)} (default digits, or mnist with "
         "--data-path); mnist, "
         "fashion_mnist and cifar10 download through keras.datasets unless "
         "--data-path is given",
@@ -152,7 +207,7 @@ def build_parser():
     )
     imp.add_argument(
         "--strategy",
-        choices=pruning.STRATEGIES,
+        choices=STRATEGIES,
         help="layerwise, global (one threshold; keeps only the preset's 0 "
         "rates) or random (default: the preset's)",
     )
@@ -197,31 +252,22 @@ def build_parser():
         "--export",
         action=argparse.BooleanOptionalAction,
         help="write the final ticket as LiteRT (ticket.tflite); default: on "
-        "when keras_lth.export and ai_edge_litert import and the Keras "
-        "backend is tensorflow",
+        "when ai_edge_litert imports and the Keras backend is tensorflow",
     )
-    run.set_defaults(func=_cli_run.run)
+    output.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also print TensorFlow's own log lines (hidden unless "
+        "TF_CPP_MIN_LOG_LEVEL is set)",
+    )
+    _add_debug(run)
 
-    report = commands.add_parser(
-        "report",
-        help="reprint a run's tables and redraw its plot",
-        description="Reprint the tables of a run directory written by "
-        "'keras-lth run' and redraw its plot from the saved JSON.",
-    )
-    report.add_argument("run_dir", metavar="RUN_DIR")
-    report.add_argument(
-        "--no-plot", action="store_true", help="do not redraw ticket_curve.png"
-    )
-    report.set_defaults(func=_cli_run.report)
 
-    # Listed here for `keras-lth --help`; `main` dispatches `tune` itself (see
-    # `_tune`), before this parser reads the arguments.
-    commands.add_parser(
-        "tune",
-        help="search hyperparameters with keras-tuner (needs keras_lth.tuner)",
-        add_help=False,
+def _add_debug(parser):
+    # SUPPRESS: unless given here, `keras-lth --debug COMMAND` keeps its value.
+    parser.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP
     )
-    return parser
 
 
 def main(argv=None) -> int:
@@ -232,72 +278,60 @@ def main(argv=None) -> int:
             `sys.argv[1:]`.
 
     Returns:
-        The exit code: 0 on success, 1 if the LiteRT export of a finished
-        run failed, 2 for a usage error (bad option, unreadable data,
-        an existing run directory), 130 if interrupted.
+        The exit code (see the module docstring): 0 on success, 1 for a
+        failed export, a search without a completed trial or a bug, 2 for
+        an error the user can fix, 130 if interrupted.
     """
     argv = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
+    args = None
     try:
-        if argv[:1] == ["tune"]:
-            return _tune(argv[1:])
-        parser = build_parser()
         try:
-            args = parser.parse_args(argv)
+            args = build_parser().parse_args(argv)
         except SystemExit as exit_:  # --help
             return _exit_code(exit_)
-        if args.command is None:
-            raise UsageError(
-                "choose a command: run, report or tune (see 'keras-lth --help')"
-            )
-        args.argv = argv  # For run.json.
-        return args.func(args)
-    except UsageError as error:
-        message = " ".join(str(error).split())  # One line.
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        return 2
+        return _dispatch(args, argv)
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except (UsageError, ValueError, TypeError, OSError) as error:
+        return _report_error(error, 2, debug=getattr(args, "debug", False))
+    except Exception as error:  # A bug: one line, unless --debug.
+        return _report_error(error, 1, debug=getattr(args, "debug", False))
 
 
-# ---------------------------------------------------------------- tune hook
-#
-# `keras-lth tune ...` belongs to `keras_lth.tuner` (keras-tuner search). The
-# hook: a module `keras_lth/tuner.py` that defines
-#
-#     def add_cli_arguments(parser: argparse.ArgumentParser) -> None: ...
-#     def run_cli(args: argparse.Namespace) -> int: ...
-#
-# `main` imports it only when the command is `tune` (so `run` and `report`
-# never import keras-tuner), builds a `keras-lth tune` parser, lets the module
-# add its arguments, parses the rest of the command line with it, and returns
-# what `run_cli(args)` returns as the exit code. Usage errors in that parser
-# print one `keras-lth: error:` line and exit 2, as for the other commands.
-# The module may raise `keras_lth._cli_run.UsageError(message)` for the same.
-# Without the module, `keras-lth tune` is a usage error.
-
-_TUNER_MODULE = "keras_lth.tuner"
-
-
-def _tune(argv):
-    try:
-        tuner = importlib.import_module(_TUNER_MODULE)
-    except ModuleNotFoundError as error:
-        if error.name != _TUNER_MODULE:
-            raise UsageError(f"'keras-lth tune' cannot start: {error}") from error
+def _dispatch(args, argv):
+    if args.command is None:
         raise UsageError(
-            "'keras-lth tune' needs the keras_lth.tuner module, which this "
-            "installation of keras_lth does not have"
-        ) from error
-    except ImportError as error:
-        raise UsageError(f"'keras-lth tune' cannot start: {error}") from error
-    parser = _Parser(
-        prog=f"{PROG} tune",
-        description="Search hyperparameters of a ticket with keras-tuner.",
-    )
-    tuner.add_cli_arguments(parser)
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:  # --help
-        return _exit_code(exit_)
-    return int(tuner.run_cli(args))
+            "choose a command: run, report or tune (see 'keras-lth --help')"
+        )
+    args.argv = argv  # For run.json.
+    if args.command == "report":
+        from keras_lth.cli.report import report
+
+        return report(args)
+    # TensorFlow reads its log level once, as it loads: set it before.
+    show_logs = args.verbose if args.command == "run" else args.verbose == 2
+    import_keras(show_logs=bool(show_logs))
+    if args.command == "run":
+        from keras_lth.cli.run import run
+
+        return run(args)
+    return int(tune_command.run_cli(args))
+
+
+def _report_error(error, code, *, debug):
+    """Prints `error` as one line (or its traceback with --debug); returns `code`."""
+    if debug:
+        traceback.print_exception(error)
+        return code
+    message = describe(error)
+    if code != 2:
+        message = (
+            f"unexpected {type(error).__name__}: {message} (run with --debug "
+            "for the traceback)"
+        )
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return code
 
 
 # ------------------------------------------------------------------ helpers
@@ -329,7 +363,3 @@ def _int(text):
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-
-
-if __name__ == "__main__":
-    sys.exit(main())

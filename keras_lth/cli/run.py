@@ -1,20 +1,19 @@
-"""`keras-lth run` and `keras-lth report`: the run directory and its stages.
+"""`keras-lth run`: IMP and its control runs, written into one run directory.
 
-A run is a list of stages, each one `LotteryTicket` fit with its own results
-file: `imp`, then the controls. As in open_lth, a stage whose results file
-exists is finished and skipped; an unfinished one keeps a checkpoint in
-`checkpoints/<stage>/`, so `--resume` continues it from its last epoch.
+A run is a list of stages (`_settings.Stage`), each one `LotteryTicket` fit
+with its own results file: `imp`, then the controls. As in open_lth, a stage
+whose results file exists is finished and skipped; an unfinished one keeps a
+checkpoint in `checkpoints/<stage>/`, so `--resume` continues it from its
+last epoch. The run holds the run directory's lock while it writes there
+(`_run_dir.RunDirLock`), and writes every file atomically
+(`keras_lth.saving`).
 """
 
-import dataclasses
 import datetime
-import importlib.util
 import json
 import math
-import os
 import pathlib
 import platform
-import re
 import sys
 
 import keras
@@ -22,93 +21,68 @@ import keras
 import keras_lth
 from keras_lth import datasets
 from keras_lth import models
-from keras_lth import results as results_lib
 from keras_lth.callbacks import LotteryTicket
+from keras_lth.callbacks.checkpoint import CHECKPOINT_NAME
+from keras_lth.cli._common import UsageError
+from keras_lth.cli._common import describe
+from keras_lth.cli._common import has_module
+from keras_lth.cli._common import native_logs_filtered
+from keras_lth.cli._common import read_json
+from keras_lth.cli._run_dir import EXPORT_REPORT_FILE
+from keras_lth.cli._run_dir import RUN_FILE
+from keras_lth.cli._run_dir import RUN_FILE_VERSION
+from keras_lth.cli._run_dir import TEST_FILE
+from keras_lth.cli._run_dir import TFLITE_FILE
+from keras_lth.cli._run_dir import TICKET_FILE
+from keras_lth.cli._run_dir import RunDirLock
+from keras_lth.cli._run_dir import create_run_dir
+from keras_lth.cli._run_dir import is_occupied
+from keras_lth.cli._run_dir import read_run_file
+from keras_lth.cli._run_dir import refuse_if_in_use
+from keras_lth.cli._run_dir import refuse_if_occupied
+from keras_lth.cli._settings import CONTROLS
+from keras_lth.cli._settings import DEFAULT_CONTROLS
+from keras_lth.cli._settings import DEFAULT_EPOCHS_PER_ROUND
+from keras_lth.cli._settings import DEFAULT_MODEL
+from keras_lth.cli._settings import DEFAULT_ROUNDS
+from keras_lth.cli._settings import DEFAULT_SEED
+from keras_lth.cli._settings import SETTING_FLAGS
+from keras_lth.cli._settings import show_setting
+from keras_lth.cli._settings import stages
+from keras_lth.cli.report import print_report
 from keras_lth.masking import prunable_layers
 from keras_lth.masking import sparsity
+from keras_lth.rewind import Rewind
 from keras_lth.saving import atomic_write_text
 from keras_lth.saving import save_model
 
-DEFAULT_MODEL = "lenet_300_100"
-DEFAULT_ROUNDS = 8
-DEFAULT_EPOCHS_PER_ROUND = 10
-DEFAULT_SEED = 0
-DEFAULT_CONTROLS = ("reinit",)
-
-#: Control name -> (label in tables and plots, what it changes in IMP).
-CONTROLS = {
-    "reinit": ("random reinit", {"rewind": "reinit"}),
-    "random": ("random pruning", {"strategy": "random"}),
-}
-
-#: The settings of a run, as `run.json` holds them, and their flags.
-SETTING_FLAGS = {
-    "model": "--model",
-    "dataset": "--dataset",
-    "data_path": "--data-path",
-    "batch_size": "--batch-size",
-    "rounds": "--rounds",
-    "epochs_per_round": "--epochs-per-round",
-    "prune_rate": "--prune-rate",
-    "layer_rates": "--layer-rate",
-    "strategy": "--strategy",
-    "rewind": "--rewind",
-    "controls": "--controls",
-    "seed": "--seed",
-}
-
-RUN_FILE = "run.json"
-PLOT_FILE = "ticket_curve.png"
-TICKET_FILE = "ticket.keras"
-TFLITE_FILE = "ticket.tflite"
-EXPORT_REPORT_FILE = "ticket_export.txt"
-TEST_FILE = "test_metrics.json"
-_RUN_FILE_VERSION = 1
+__all__ = ["run"]
 
 #: Samples the LiteRT export is verified on (from the test set).
 _EXPORT_SAMPLES = 32
 
 
-class UsageError(Exception):
-    """A bad command line, option value or input: exit code 2, one line."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Stage:
-    """One `LotteryTicket` fit of a run: IMP or a control."""
-
-    name: str
-    label: str
-    changes: dict
-
-    @property
-    def results_json(self):
-        return "results.json" if self.name == "imp" else f"results_{self.name}.json"
-
-    @property
-    def results_csv(self):
-        return self.results_json[: -len(".json")] + ".csv"
-
-    @property
-    def title(self):
-        return "IMP" if self.name == "imp" else f"Control: {self.label}"
-
-
-def stages(settings):
-    """The stages of a run with these settings: IMP, then each control."""
-    found = [Stage("imp", "IMP", {})]
-    for name in settings["controls"]:
-        label, changes = CONTROLS[name]
-        found.append(Stage(name, label, changes))
-    return found
-
-
-# --------------------------------------------------------------------- run
-
-
 def run(args):
-    """`keras-lth run`: returns the exit code."""
-    run_dir, saved = _open_run_dir(args)
+    """Runs `keras-lth run` with parsed `args`; returns the exit code.
+
+    Returns:
+        0, or 1 if the LiteRT export of the finished run failed, or 130 if
+        interrupted (the run can be resumed).
+
+    Raises:
+        UsageError: For bad settings, unreadable data, or a run directory
+            that exists, is in use, or cannot be written.
+    """
+    run_dir = _run_dir_path(args)
+    lock = RunDirLock(run_dir)
+    try:
+        return _run(args, run_dir, lock)
+    finally:
+        lock.release()
+
+
+def _run(args, run_dir, lock):
+    saved = _open_run_dir(args, run_dir, lock)
     settings = _settings(args, saved, run_dir)
     export = _export_choice(args.export)
     data = _load_data(settings)
@@ -117,7 +91,7 @@ def run(args):
     run_stages = stages(settings)
 
     if saved is None:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        create_run_dir(run_dir, lock)
         _write_run_file(run_dir, settings, data, preset, run_stages, args.argv)
     else:
         print(f"Resuming {run_dir} (settings from {run_dir / RUN_FILE})")
@@ -131,72 +105,55 @@ def run(args):
     for note in _optional_notes(export):
         print(note)
 
+    resume = f"keras-lth run --output {run_dir} --resume"
     export_failed = False
     try:
         for index, stage in enumerate(run_stages):
             model = _run_stage(stage, index, len(run_stages), settings, data, run_dir)
             if stage.name == "imp" and export["on"]:
-                export_failed = not _export(model, run_dir, data)
+                export_failed = not _export(model, run_dir, data, args.verbose)
     except KeyboardInterrupt:
-        print(
-            f"\nkeras-lth: interrupted. Continue with: keras-lth run "
-            f"--output {run_dir} --resume",
-            file=sys.stderr,
-        )
+        print(f"\nkeras-lth: interrupted. Continue with: {resume}", file=sys.stderr)
         return 130
+    except OSError as error:  # A full disk, say: what was saved resumes.
+        raise UsageError(
+            f"{describe(error)}; once fixed, continue with: {resume}"
+        ) from error
     print()
-    _print_report(run_dir, plot=True)
+    print_report(run_dir, plot=True)
     return 1 if export_failed else 0
 
 
-def _open_run_dir(args):
-    """The run directory and its saved `run.json` (None for a new run)."""
-    if args.output is None:
-        if args.resume:
-            raise UsageError("--resume needs --output RUN_DIR, the run to continue")
-        model = args.model or DEFAULT_MODEL
-        dataset = args.dataset or ("mnist" if args.data_path else "digits")
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_dir = pathlib.Path("runs") / f"{model}-{dataset}-{stamp}"
-    else:
-        run_dir = pathlib.Path(args.output)
+def _run_dir_path(args):
+    if args.output is not None:
+        return pathlib.Path(args.output)
+    if args.resume:
+        raise UsageError("--resume needs --output RUN_DIR, the run to continue")
+    model = args.model or DEFAULT_MODEL
+    dataset = args.dataset or ("mnist" if args.data_path else "digits")
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return pathlib.Path("runs") / f"{model}-{dataset}-{stamp}"
+
+
+def _open_run_dir(args, run_dir, lock):
+    """The saved `run.json` of a run to resume (locked), or None for a new run.
+
+    A new run only checks the folder here; `create_run_dir` creates and
+    locks it once the settings, the data and the model have been checked.
+    """
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"--output {run_dir} is a file, not a directory")
-    occupied = run_dir.is_dir() and any(run_dir.iterdir())
+    occupied = is_occupied(run_dir)
+    if occupied:
+        refuse_if_in_use(run_dir)
     if not args.resume:
-        if occupied:
-            raise UsageError(
-                f"the run directory {run_dir} already exists; use --resume to "
-                "continue it, or another --output"
-            )
-        return run_dir, None
+        refuse_if_occupied(run_dir)
+        return None
     if not occupied:
         print(f"Nothing to resume in {run_dir}: starting a new run there.")
-        return run_dir, None
-    return run_dir, read_run_file(run_dir)
-
-
-def read_run_file(run_dir):
-    """The contents of `RUN_DIR/run.json`, checked."""
-    path = pathlib.Path(run_dir) / RUN_FILE
-    if not path.is_file():
-        raise UsageError(
-            f"{run_dir} is not a keras-lth run directory: it has no {RUN_FILE}"
-        )
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise UsageError(f"cannot read {path}: {error}") from error
-    if (
-        not isinstance(saved, dict)
-        or saved.get("version") != _RUN_FILE_VERSION
-        or set(saved.get("settings", {})) != set(SETTING_FLAGS)
-    ):
-        raise UsageError(
-            f"{path} is not a run.json written by this version of keras-lth "
-            f"(expected version {_RUN_FILE_VERSION} with the settings "
-            f"{sorted(SETTING_FLAGS)})"
-        )
+        return None
+    saved = read_run_file(run_dir)
+    lock.acquire()
     return saved
 
 
@@ -211,8 +168,8 @@ def _settings(args, saved, run_dir):
                 value = {**settings["layer_rates"], **value}
             if value != settings[key]:
                 differences.append(
-                    f"{SETTING_FLAGS[key]} {_show(key, value)} (the run has "
-                    f"{_show(key, settings[key])})"
+                    f"{SETTING_FLAGS[key]} {show_setting(key, value)} (the run "
+                    f"has {show_setting(key, settings[key])})"
                 )
         if differences:
             raise UsageError(
@@ -258,7 +215,10 @@ def _given_settings(args):
         if key == "data_path":
             value = str(pathlib.Path(value).expanduser().resolve())
         elif key == "rewind":
-            value = int(value) if re.fullmatch(r"\d+", value) else value
+            try:
+                value = Rewind.parse(value).value
+            except ValueError as error:
+                raise UsageError(f"--rewind {value!r}: {describe(error)}") from None
         elif key == "controls":
             value = _parse_controls(value)
         elif key == "layer_rates":
@@ -311,7 +271,7 @@ def _check_settings(settings):
         try:
             _make_ticket(stage, settings)
         except (ValueError, TypeError) as error:
-            raise UsageError(_describe(error)) from error
+            raise UsageError(describe(error)) from error
 
 
 def _make_ticket(stage, settings, run_dir=None):
@@ -324,7 +284,7 @@ def _make_ticket(stage, settings, run_dir=None):
     }
     if run_dir is not None:
         options["checkpoint_dir"] = str(run_dir / "checkpoints" / stage.name)
-        if _has_module("tensorboard"):
+        if has_module("tensorboard"):
             options["log_dir"] = str(run_dir / "tensorboard" / stage.name)
     return LotteryTicket(
         settings["rounds"],
@@ -344,7 +304,7 @@ def _load_data(settings):
     except (ValueError, TypeError, OSError, RuntimeError, ImportError) as error:
         where = f" from {path}" if path else ""
         raise UsageError(
-            f"cannot load the {name} data{where}: {_describe(error)}"
+            f"cannot load the {name} data{where}: {describe(error)}"
         ) from error
 
 
@@ -355,7 +315,7 @@ def _check_model(settings, data):
     except (ValueError, TypeError) as error:
         raise UsageError(
             f"--model {settings['model']} does not fit {settings['dataset']} "
-            f"(inputs of shape {data.input_shape}): {_describe(error)}"
+            f"(inputs of shape {data.input_shape}): {describe(error)}"
         ) from error
     names = {layer.name for layer in prunable_layers(model)}
     unknown = sorted(set(settings["layer_rates"]) - names)
@@ -364,10 +324,10 @@ def _check_model(settings, data):
             f"--layer-rate names layers that {settings['model']} does not have: "
             f"{', '.join(unknown)}; its prunable layers: {', '.join(sorted(names))}"
         )
-    rewind = settings["rewind"]
-    if isinstance(rewind, int):
+    rewind = Rewind.parse(settings["rewind"])
+    if rewind.kind == "step":
         steps = math.ceil(len(data.train[0]) / settings["batch_size"])
-        if rewind > steps * settings["epochs_per_round"]:
+        if rewind.at > steps * settings["epochs_per_round"]:
             raise UsageError(
                 f"--rewind {rewind} falls after round 0 ends: it runs "
                 f"{steps * settings['epochs_per_round']} steps "
@@ -392,7 +352,7 @@ def _build_model(settings, data):
 
 def _write_run_file(run_dir, settings, data, preset, run_stages, argv):
     content = {
-        "version": _RUN_FILE_VERSION,
+        "version": RUN_FILE_VERSION,
         "settings": settings,
         "stages": [
             {
@@ -451,7 +411,7 @@ def _run_stage(stage, index, count, settings, data, run_dir):
         f"seed {ticket.seed} ==",
         flush=True,
     )
-    checkpoint = pathlib.Path(ticket.checkpoint_dir) / "lottery_ticket_state.npz"
+    checkpoint = pathlib.Path(ticket.checkpoint_dir) / CHECKPOINT_NAME
     if checkpoint.exists():
         print(f"Continuing from the checkpoint {checkpoint}", flush=True)
     model = _build_model(settings, data)
@@ -466,7 +426,7 @@ def _run_stage(stage, index, count, settings, data, run_dir):
     test = model.evaluate(
         *data.test, batch_size=settings["batch_size"], verbose=0, return_dict=True
     )
-    tests = _read_json(run_dir / TEST_FILE) or {}
+    tests = read_json(run_dir / TEST_FILE) or {}
     tests[stage.name] = {
         **{k: float(v) for k, v in test.items()},
         "weights_remaining": 1.0 - sparsity(model)["global"],
@@ -497,9 +457,7 @@ def _export_choice(requested):
     backend = keras.backend.backend()
     if backend != "tensorflow":
         missing.append(f"the Keras backend is {backend}, not tensorflow")
-    if not _has_module("keras_lth.export"):
-        missing.append("keras_lth.export is not installed")
-    elif not _has_module("ai_edge_litert"):
+    if not has_module("ai_edge_litert"):
         missing.append("ai_edge_litert is not installed (pip install ai-edge-litert)")
     if missing and requested:
         raise UsageError(f"--export: {'; '.join(missing)}")
@@ -512,7 +470,7 @@ def _export_choice(requested):
     return {"on": True, "note": None}
 
 
-def _export(model, run_dir, data):
+def _export(model, run_dir, data, show_logs):
     """Exports the final ticket to LiteRT. Returns False if that failed."""
     tflite, text = run_dir / TFLITE_FILE, run_dir / EXPORT_REPORT_FILE
     print("\n== LiteRT export of the final ticket ==", flush=True)
@@ -520,115 +478,23 @@ def _export(model, run_dir, data):
         print(f"Done earlier: {tflite}, skipped.")
         return True
     try:
-        from keras_lth.export import export_litert
-
         if model is None:
             model = keras.models.load_model(run_dir / TICKET_FILE)
-        report = export_litert(
-            model, tflite, representative_data=data.test[0][:_EXPORT_SAMPLES]
-        )
+        with native_logs_filtered(show_logs=show_logs):  # LiteRT's INFO lines.
+            report = keras_lth.export_litert(
+                model, tflite, representative_data=data.test[0][:_EXPORT_SAMPLES]
+            )
     except Exception as error:  # An export problem must not lose the run.
-        print(f"keras-lth: LiteRT export failed: {_describe(error)}", file=sys.stderr)
+        print(f"keras-lth: LiteRT export failed: {describe(error)}", file=sys.stderr)
         return False
     atomic_write_text(text, f"{report}\n")
     print(report, flush=True)
     return True
 
 
-# ------------------------------------------------------------------ report
-
-
-def report(args):
-    """`keras-lth report RUN_DIR`: returns the exit code."""
-    _print_report(pathlib.Path(args.run_dir), plot=not args.no_plot)
-    return 0
-
-
-def _print_report(run_dir, *, plot):
-    """Prints the tables of a run directory; redraws its plot if `plot`."""
-    saved = read_run_file(run_dir)
-    tests = _read_json(run_dir / TEST_FILE) or {}
-    finished = {}
-    for stage in saved["stages"]:
-        path = run_dir / stage["results"]
-        title = "IMP" if stage["name"] == "imp" else f"Control: {stage['label']}"
-        print(f"== {title} ({path}) ==")
-        if not path.exists():
-            print("(not finished: continue it with --resume)\n")
-            continue
-        try:
-            rows = results_lib.load_results(path)
-        except (OSError, ValueError) as error:
-            raise UsageError(f"cannot read {path}: {error}") from error
-        finished[stage["label"]] = rows
-        print(results_lib.results_table(rows))
-        test = tests.get(stage["name"])
-        if test:
-            metrics = ", ".join(
-                f"{k} {v:.4f}" for k, v in test.items() if k != "weights_remaining"
-            )
-            print(
-                f"test set, the last round's model at its last epoch "
-                f"({100 * test['weights_remaining']:.2f}% of weights left): "
-                f"{metrics}"
-            )
-        print()
-    if plot:
-        _plot(run_dir, saved, finished)
-    _print_files(run_dir, saved)
-
-
-def _plot(run_dir, saved, finished):
-    if "IMP" not in finished:
-        return
-    if not _has_module("matplotlib"):
-        print("No plot: matplotlib is not installed (pip install matplotlib).")
-        return
-    from keras_lth.plotting import plot_results
-
-    controls = {label: rows for label, rows in finished.items() if label != "IMP"}
-    settings = saved["settings"]
-    plot_results(
-        finished["IMP"],
-        controls=controls or None,
-        path=run_dir / PLOT_FILE,
-        title=f"Lottery ticket: {settings['model']} on {settings['dataset']}",
-    )
-
-
-def _print_files(run_dir, saved):
-    rows = [(RUN_FILE, "the settings (read by keras-lth report and --resume)")]
-    for stage in saved["stages"]:
-        name = stage["results"]
-        csv = name[: -len(".json")] + ".csv"
-        what = "IMP" if stage["name"] == "imp" else f"control: {stage['label']}"
-        if (run_dir / name).exists():
-            rows.append((f"{name}, {csv}", f"{what}, one row per round"))
-    described = {
-        TEST_FILE: "test-set metrics of each run's final model",
-        PLOT_FILE: "the plot: accuracy and early-stopping step vs. weights left",
-        TICKET_FILE: "the final ticket (keras.models.load_model reads it)",
-        TFLITE_FILE: "the final ticket for LiteRT",
-        EXPORT_REPORT_FILE: "the LiteRT export report",
-    }
-    rows += [(n, what) for n, what in described.items() if (run_dir / n).exists()]
-    if (run_dir / "tensorboard").is_dir():
-        rows.append(("tensorboard/", f"tensorboard --logdir {run_dir / 'tensorboard'}"))
-    if (run_dir / "checkpoints").is_dir():
-        rows.append(("checkpoints/", "crash-recovery state (--resume continues it)"))
-    width = max(len(name) for name, _ in rows)
-    print(f"Run directory {run_dir}{os.sep}:")
-    for name, what in rows:
-        print(f"  {name.ljust(width)}  {what}")
-    print(f"Reprint this with: keras-lth report {run_dir}")
-
-
-# ----------------------------------------------------------------- helpers
-
-
 def _optional_notes(export):
     notes = []
-    if not _has_module("tensorboard"):
+    if not has_module("tensorboard"):
         notes.append(
             "No TensorBoard logs: the tensorboard package is not installed "
             "(pip install tensorboard)."
@@ -636,33 +502,3 @@ def _optional_notes(export):
     if export["note"]:
         notes.append(export["note"])
     return notes
-
-
-def _has_module(name):
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def _read_json(path):
-    try:
-        return json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as error:
-        raise UsageError(f"cannot read {path}: {error}") from error
-
-
-def _show(key, value):
-    if key == "layer_rates":
-        return ",".join(f"{k}={v}" for k, v in value.items()) or "(none)"
-    if key == "controls":
-        return ",".join(value) or "none"
-    return str(value)
-
-
-def _describe(error):
-    """An exception as one line, without Keras' colour codes."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
-    return " ".join(text.split()) or type(error).__name__

@@ -1,11 +1,10 @@
 """`keras-lth tune`: search for the best ticket of LeNet-300-100 with keras-tuner.
 
-This module imports keras-tuner only when `run_cli` runs, so that the
-`keras-lth` command can add the `tune` arguments without it. The public
-names are `keras_lth.tuner.add_cli_arguments` and `keras_lth.tuner.run_cli`.
+`add_cli_arguments` adds the command's flags to a parser and imports nothing
+beyond the standard library, so `keras-lth --help` works without Keras or
+keras-tuner. `run_cli` imports `keras_lth.tuner` (and so keras-tuner, an
+optional dependency) only when the search runs.
 """
-
-from __future__ import annotations
 
 import argparse
 import dataclasses
@@ -13,6 +12,18 @@ import json
 import os
 import sys
 import time
+
+from keras_lth._checks import check_count
+from keras_lth._checks import check_fraction
+from keras_lth.cli._common import UsageError
+from keras_lth.cli._common import describe
+from keras_lth.cli._common import has_module
+from keras_lth.cli._common import read_json
+from keras_lth.cli._settings import DATASETS
+from keras_lth.pruning import check_strategy
+from keras_lth.rewind import Rewind
+
+__all__ = ["add_cli_arguments", "run_cli"]
 
 #: The settings a resumed search must share with the search it continues.
 _SEARCH_KEYS = (
@@ -36,12 +47,18 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the arguments of `keras-lth tune` to `parser`.
 
     The defaults run a small search offline: LeNet-300-100 (the paper's
-    preset) on scikit-learn's digits, 6 trials over the prune rate (0.2, 0.4)
-    and the rewind point (init, end of epoch 1), each trial pruning to 20% of
-    the weights with 2 epochs per round.
-    """
-    from keras_lth.datasets import NAMES
+    preset) on scikit-learn's digits, 8 trials over the prune rate (0.2, 0.4),
+    the rewind point (init, end of epoch 1) and the learning rate, each trial
+    pruning to 20% of the weights with 3 epochs per round.
 
+    Example:
+
+    ```python
+    parser = argparse.ArgumentParser(prog="keras-lth tune")
+    add_cli_arguments(parser)
+    args = parser.parse_args(["--max-trials", "4"])
+    ```
+    """
     add = parser.add_argument
     add(
         "--tuner",
@@ -101,7 +118,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     add("--batch-size", type=int, default=60, help="batch size (default: 60)")
     add(
         "--data",
-        choices=NAMES,
+        choices=DATASETS,
         default="digits",
         help="dataset (default: digits, bundled with scikit-learn, offline)",
     )
@@ -159,8 +176,11 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "--verbose",
         type=int,
         choices=(0, 1, 2),
+        nargs="?",
+        const=2,
         default=1,
-        help="0: summary only; 1: trials and rounds (default); 2: every epoch",
+        help="0: summary only; 1: trials and rounds (default); 2 (or "
+        "--verbose alone): every epoch, and TensorFlow's own log lines",
     )
 
 
@@ -169,35 +189,26 @@ def run_cli(args: argparse.Namespace) -> int:
 
     Prints the best trial's hyperparameters and score, the test accuracy of
     its ticket, and where the ticket was saved (`keras_lth.save_model`).
-    Returns 0, or 1 if keras-tuner is missing or no trial completed, or 2
-    for settings that do not fit the search being resumed.
+
+    Returns:
+        0, or 1 if no trial completed, or 130 if interrupted (the same
+        command continues the search).
+
+    Raises:
+        UsageError: If keras-tuner is missing, or for settings that are
+            invalid or do not fit the search being resumed.
     """
-    try:
-        from keras_lth import tuner as lth_tuner
-    except ImportError as e:
-        print(f"keras-lth tune: error: {e}", file=sys.stderr)
-        return 1
+    lth_tuner = _import_tuner()
     import keras
 
-    import keras_lth
     from keras_lth import datasets
+    from keras_lth.masking import sparsity
+    from keras_lth.masking import strip_masks
     from keras_lth.models import get_preset
+    from keras_lth.saving import atomic_write_text
+    from keras_lth.saving import save_model
 
-    try:
-        space = {
-            "prune_rate": _floats(args.prune_rates, "--prune-rates"),
-            "rewind": _rewinds(args.rewinds),
-            "strategy": _strings(args.strategies, "--strategies"),
-        }
-        learning_rates = _floats(args.learning_rates, "--learning-rates")
-        if args.max_trials < 1 or args.epochs_per_round < 1 or args.batch_size < 1:
-            raise ValueError(
-                "--max-trials, --epochs-per-round and --batch-size must be >= 1."
-            )
-    except ValueError as e:
-        print(f"keras-lth tune: error: {e}", file=sys.stderr)
-        return 2
-
+    space, learning_rates = _search_space(args)
     project = os.path.join(args.directory, args.project_name)
     preset = get_preset("lenet_300_100")
     data = None  # Loaded below, once the settings are checked.
@@ -235,26 +246,12 @@ def run_cli(args: argparse.Namespace) -> int:
             verbose=1 if args.verbose else 0,
             **space,
         )
-    except (TypeError, ValueError) as e:
-        print(f"keras-lth tune: error: {e}", file=sys.stderr)
-        return 2
+    except (TypeError, ValueError) as error:
+        raise UsageError(describe(error)) from error
 
     settings = {key: getattr(args, key) for key in _SEARCH_KEYS}
     if not args.overwrite:
-        previous = _read_json(os.path.join(project, _ARGS_FILE))
-        if previous is not None and previous != settings:
-            diff = {
-                k: (previous.get(k), v)
-                for k, v in settings.items()
-                if previous.get(k) != v
-            }
-            print(
-                f"keras-lth tune: error: the search in {project} was started "
-                f"with other settings (earlier, now): {diff}. Pass --overwrite "
-                "to start afresh, or another --project-name.",
-                file=sys.stderr,
-            )
-            return 2
+        _check_same_search(project, settings)
 
     keras.utils.set_random_seed(args.seed)
     load_kwargs = {"seed": args.seed, "flatten": True}
@@ -272,20 +269,29 @@ def run_cli(args: argparse.Namespace) -> int:
             seed=args.seed,
             **({"factor": args.hyperband_factor} if args.tuner == "hyperband" else {}),
         )
-    except (ImportError, ValueError) as e:
-        print(f"keras-lth tune: error: {e}", file=sys.stderr)
-        return 2
-    _write_json(os.path.join(project, _ARGS_FILE), settings)
+    except (ImportError, ValueError) as error:
+        raise UsageError(describe(error)) from error
+    atomic_write_text(
+        os.path.join(project, _ARGS_FILE), json.dumps(settings, indent=2) + "\n"
+    )
     print(f"Search: {args.tuner}, up to {args.max_trials} trials in {project}")
     print(f"Data: {data.note}")
     start = time.perf_counter()
     search_kwargs = {"verbose": 0} if args.verbose == 0 else {}
-    tuner.search(
-        *data.train,
-        validation_data=data.validation,
-        batch_size=args.batch_size,
-        **search_kwargs,
-    )
+    try:
+        tuner.search(
+            *data.train,
+            validation_data=data.validation,
+            batch_size=args.batch_size,
+            **search_kwargs,
+        )
+    except KeyboardInterrupt:
+        print(
+            "\nkeras-lth: interrupted. The same command without --overwrite "
+            f"continues the search in {project} (finished trials are kept).",
+            file=sys.stderr,
+        )
+        return 130
     elapsed = time.perf_counter() - start
 
     trials = list(tuner.oracle.trials.values())
@@ -301,7 +307,7 @@ def run_cli(args: argparse.Namespace) -> int:
         print(f"Trial {trial.trial_id} failed: {_last_line(trial.message)}")
     if not done:
         print(
-            "keras-lth tune: error: no trial completed, so there is no ticket.",
+            "keras-lth: error: no trial completed, so there is no ticket.",
             file=sys.stderr,
         )
         return 1
@@ -309,8 +315,8 @@ def run_cli(args: argparse.Namespace) -> int:
     best = tuner.oracle.get_best_trials(1)[0]
     ticket = lth_tuner.best_ticket(tuner)
     output = args.output or os.path.join(project, "best_ticket.keras")
-    keras_lth.save_model(ticket, output)
-    plain = keras_lth.strip_masks(ticket)
+    save_model(ticket, output)
+    plain = strip_masks(ticket)
     plain.compile(
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
@@ -331,7 +337,7 @@ def run_cli(args: argparse.Namespace) -> int:
         f"{int(metrics.get_last_value('epochs_per_round'))} epochs)"
     )
     print(
-        f"Final ticket: {1.0 - keras_lth.sparsity(ticket)['global']:.2%} of "
+        f"Final ticket: {1.0 - sparsity(ticket)['global']:.2%} of "
         f"weights remaining, test accuracy {test_accuracy:.4f} on "
         f"{len(data.test[0])} {args.data} test examples"
     )
@@ -344,6 +350,65 @@ def run_cli(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_tuner():
+    """`keras_lth.tuner`, or a `UsageError` saying what to install."""
+    if not has_module("keras_tuner"):
+        raise UsageError(
+            "'keras-lth tune' needs keras-tuner, which is not installed: "
+            'pip install "keras-lth[tuner]"'
+        )
+    try:
+        import keras_lth.tuner as tuner
+    except ImportError as error:
+        raise UsageError(f"'keras-lth tune' cannot start: {describe(error)}") from error
+    return tuner
+
+
+def _search_space(args):
+    """The searched values, checked: `(space, learning_rates)`."""
+    try:
+        for flag, value in (
+            ("--max-trials", args.max_trials),
+            ("--epochs-per-round", args.epochs_per_round),
+            ("--batch-size", args.batch_size),
+        ):
+            check_count(value, flag)
+        space = {
+            "prune_rate": [
+                check_fraction(rate, "--prune-rates")
+                for rate in _floats(args.prune_rates, "--prune-rates")
+            ],
+            "rewind": [
+                Rewind.parse(item).value for item in _split(args.rewinds, "--rewinds")
+            ],
+            "strategy": [
+                check_strategy(item, name="--strategies")
+                for item in _split(args.strategies, "--strategies")
+            ],
+        }
+        learning_rates = _floats(args.learning_rates, "--learning-rates")
+    except (TypeError, ValueError) as error:
+        raise UsageError(describe(error)) from error
+    return space, learning_rates
+
+
+def _check_same_search(project, settings):
+    """Refuses to resume a search that was started with other settings."""
+    previous = read_json(os.path.join(project, _ARGS_FILE))
+    if previous is None or previous == settings:
+        return
+    diff = {
+        key: (previous.get(key), value)
+        for key, value in settings.items()
+        if previous.get(key) != value
+    }
+    raise UsageError(
+        f"the search in {project} was started with other settings (earlier, "
+        f"now): {diff}. Pass --overwrite to start afresh, or another "
+        "--project-name."
+    )
+
+
 def _split(text, flag):
     items = [item.strip() for item in text.split(",") if item.strip()]
     if not items:
@@ -351,34 +416,13 @@ def _split(text, flag):
     return items
 
 
-def _strings(text, flag):
-    return _split(text, flag)
-
-
 def _floats(text, flag):
     try:
         return [float(item) for item in _split(text, flag)]
-    except ValueError as e:
-        raise ValueError(f"{flag} expects comma-separated numbers: {e}") from e
-
-
-def _rewinds(text):
-    return [int(item) if item.isdigit() else item for item in _split(text, "--rewinds")]
+    except ValueError as error:
+        raise ValueError(f"{flag} expects comma-separated numbers: {error}") from error
 
 
 def _last_line(message):
     lines = [line for line in (message or "").strip().splitlines() if line.strip()]
     return lines[-1] if lines else "(no message)"
-
-
-def _read_json(path):
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def _write_json(path, value):
-    from keras_lth.saving import atomic_write_text
-
-    atomic_write_text(path, json.dumps(value, indent=2) + "\n")

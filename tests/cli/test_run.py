@@ -1,75 +1,35 @@
-"""Tests for the `keras-lth` command (`keras_lth/cli.py`, `keras_lth/_cli_run.py`).
+"""Tests for `keras-lth run` (`keras_lth/cli/run.py`).
 
 Most tests call `main(argv)` in this process on scikit-learn's digits with
 tiny settings (2 rounds of 1 epoch, 3 steps per epoch); the ones marked slow
 start a real process (exit codes, stderr, a SIGKILL mid-run).
 """
 
-import contextlib
-import hashlib
+import errno
 import importlib.util
-import io
 import json
 import os
 import pathlib
-import shutil
 import signal
 import subprocess
 import sys
-import types
 
 import keras
 import pytest
 
-from keras_lth import cli
 from keras_lth import get_masks
-from keras_lth.callbacks import LotteryTicket
 from keras_lth.results import load_results
 from keras_lth.results import results_table
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-TINY = ["--rounds", "2", "--epochs-per-round", "1", "--batch-size", "512"]
-CHECKPOINT = pathlib.Path("checkpoints", "imp", "lottery_ticket_state.npz")
-
-
-def run_main(argv):
-    """`cli.main(argv)` with its stdout and stderr captured."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
-
-
-def snapshot(folder):
-    """`{relative path: (sha256, mtime_ns)}` of every file under `folder`."""
-    return {
-        str(path.relative_to(folder)): (
-            hashlib.sha256(path.read_bytes()).hexdigest(),
-            path.stat().st_mtime_ns,
-        )
-        for path in sorted(pathlib.Path(folder).rglob("*"))
-        if path.is_file()
-    }
-
-
-def assert_one_error_line(code, err, *needles):
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("keras-lth: error: "), err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """One tiny `keras-lth run` with both controls, no export."""
-    run_dir = tmp_path_factory.mktemp("cli") / "run"
-    argv = ["run", *TINY, "--controls", "reinit,random", "--no-export"]
-    code, out, err = run_main([*argv, "--output", run_dir])
-    return run_dir, code, out, err
-
+from tests.cli._helpers import CHECKPOINT
+from tests.cli._helpers import NATIVE_LOG_PREFIXES
+from tests.cli._helpers import TINY
+from tests.cli._helpers import assert_one_error_line
+from tests.cli._helpers import env
+from tests.cli._helpers import interrupt_after
+from tests.cli._helpers import our_stderr_lines
+from tests.cli._helpers import run_main
+from tests.cli._helpers import script
+from tests.cli._helpers import snapshot
 
 # ----------------------------------------------------------------------- run
 
@@ -95,6 +55,8 @@ def test_run_writes_every_promised_file(finished):
         assert events and all(e.stat().st_size > 0 for e in events), stage
         assert (run_dir / "checkpoints" / stage / CHECKPOINT.name).is_file()
     assert not (run_dir / "ticket.tflite").exists()  # --no-export
+    assert (run_dir / ".lock").is_file()  # Empty: the lock is the open file's.
+    assert not list(run_dir.glob(".*.tmp*"))  # Every atomic write finished.
 
     saved = json.loads((run_dir / "run.json").read_text())
     assert saved["settings"] == {
@@ -155,18 +117,6 @@ def test_run_prints_progress_then_the_tables_of_its_json(finished):
     assert f"keras-lth report {run_dir}" in out
 
 
-def test_report_reprints_the_tables_and_redraws_the_plot(finished):
-    run_dir = finished[0]
-    (run_dir / "ticket_curve.png").unlink()
-    code, out, err = run_main(["report", run_dir])
-    assert code == 0, err
-    for name in ("results.json", "results_reinit.json", "results_random.json"):
-        assert results_table(load_results(run_dir / name)) in out
-    assert "== Control: random reinit" in out
-    assert "== Control: random pruning" in out
-    assert (run_dir / "ticket_curve.png").read_bytes()[:4] == b"\x89PNG"
-
-
 def test_run_refuses_an_existing_run_directory(finished):
     run_dir = finished[0]
     before = snapshot(run_dir)
@@ -204,19 +154,11 @@ def test_resume_continues_an_interrupted_stage(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     argv = ["run", "--rounds", "2", "--epochs-per-round", "2", "--batch-size", "512"]
     argv += ["--controls", "none", "--no-export", "--output", run_dir]
-    original = LotteryTicket.on_epoch_end
-    calls = []
-
-    def on_epoch_end(self, epoch, logs=None):
-        original(self, epoch, logs)  # Saves the checkpoint.
-        calls.append(epoch)
-        if len(calls) == 3:
-            raise KeyboardInterrupt  # As Ctrl-C after the third epoch.
-
-    monkeypatch.setattr(LotteryTicket, "on_epoch_end", on_epoch_end)
+    interrupt_after(monkeypatch, 3)  # As Ctrl-C after the third epoch.
     code, _, err = run_main(argv)
     assert code == 130
     assert f"--output {run_dir} --resume" in err
+    assert len(err.strip().splitlines()) == 1  # One line says how to resume.
     assert not (run_dir / "results.json").exists()
     assert (run_dir / CHECKPOINT).is_file()
 
@@ -249,6 +191,7 @@ OUT = "<tmp>/run"  # Replaced by a path under the test's tmp_path.
             ["run", "--epochs-per-round", "2", "--rewind", "epoch:9", "--output", OUT],
             "epoch:9",
         ),
+        (["run", "--rewind", "epoch:x", "--output", OUT], "epoch:x"),
         (["run", "--controls", "reinit,shuffle", "--output", OUT], "shuffle"),
         (["run", "--layer-rate", "fc1", "--output", OUT], "LAYER=RATE"),
         (["run", "--layer-rate", "fc9=0.1", "--output", OUT], "fc9"),
@@ -280,30 +223,56 @@ def test_an_unreadable_data_path_gives_one_error_line_and_exit_2(tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_report_of_a_folder_that_is_no_run(tmp_path):
-    code, _, err = run_main(["report", tmp_path])
-    assert_one_error_line(code, err, "run.json")
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_an_unwritable_output_gives_one_error_line_and_exit_2():
+    code, out, err = run_main(["run", *TINY, "--no-export", "--output", "/proc/x"])
+    assert_one_error_line(code, err, "cannot create the run directory /proc/x")
+    assert "Epoch" not in out
+    assert not os.path.exists("/proc/x")
 
 
-# ---------------------------------------------------------------- tune hook
+def test_a_full_disk_gives_one_error_line_and_the_run_resumes(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    replace = os.replace
+    checkpoints = []
+
+    def replace_on_a_full_disk(src, dst, **kwargs):
+        if str(dst).endswith(CHECKPOINT.name):
+            checkpoints.append(dst)
+            if len(checkpoints) == 2:  # The second epoch's checkpoint.
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+        return replace(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace_on_a_full_disk)
+    argv = ["run", *TINY, "--controls", "none", "--no-export", "--output", run_dir]
+    code, out, err = run_main(argv)
+    assert_one_error_line(code, err, "No space left on device", str(CHECKPOINT.name))
+    assert f"--output {run_dir} --resume" in err
+    assert "Epoch 2/2" in out
+    assert not (run_dir / "results.json").exists()
+    assert not list(run_dir.rglob(".*.tmp*"))  # No temporary file left.
+
+    monkeypatch.undo()
+    code, out, err = run_main(["run", "--output", run_dir, "--resume", "--no-export"])
+    assert code == 0, err
+    assert "Continuing from the checkpoint" in out
+    assert [row["round"] for row in load_results(run_dir / "results.json")] == [0, 1]
 
 
-def test_tune_hands_its_arguments_to_keras_lth_tuner(monkeypatch):
-    seen = []
-    fake = types.ModuleType("keras_lth.tuner")
-    fake.add_cli_arguments = lambda parser: parser.add_argument("--trials", type=int)
-    fake.run_cli = lambda args: seen.append(args.trials) or 7
-    monkeypatch.setitem(sys.modules, "keras_lth.tuner", fake)
-    assert run_main(["tune", "--trials", "3"])[0] == 7
-    assert seen == [3]
-    code, _, err = run_main(["tune", "--trials", "many"])
-    assert_one_error_line(code, err, "--trials")
+def test_a_torn_checkpoint_on_resume_gives_one_error_line(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    argv = ["run", "--rounds", "2", "--epochs-per-round", "2", "--batch-size", "512"]
+    argv += ["--controls", "none", "--no-export", "--output", run_dir]
+    interrupt_after(monkeypatch, 1)
+    assert run_main(argv)[0] == 130
+    monkeypatch.undo()
+    checkpoint = run_dir / CHECKPOINT
+    content = checkpoint.read_bytes()
+    checkpoint.write_bytes(content[: len(content) // 2])  # As a torn write.
 
-
-def test_tune_without_keras_lth_tuner_is_an_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "keras_lth.tuner", None)  # Not importable.
-    code, _, err = run_main(["tune"])
-    assert_one_error_line(code, err, "keras_lth.tuner")
+    code, _, err = run_main(["run", "--output", run_dir, "--resume", "--no-export"])
+    assert_one_error_line(code, err, str(checkpoint))
+    assert not (run_dir / "results.json").exists()
 
 
 # ------------------------------------------------------------------ export
@@ -312,12 +281,11 @@ def test_tune_without_keras_lth_tuner_is_an_error(monkeypatch):
 def _can_export():
     return (
         keras.backend.backend() == "tensorflow"
-        and importlib.util.find_spec("keras_lth.export") is not None
         and importlib.util.find_spec("ai_edge_litert") is not None
     )
 
 
-@pytest.mark.skipif(not _can_export(), reason="needs keras_lth.export, ai_edge_litert")
+@pytest.mark.skipif(not _can_export(), reason="needs ai_edge_litert")
 def test_export_writes_the_ticket_as_litert(tmp_path):
     run_dir = tmp_path / "run"
     code, out, err = run_main(
@@ -333,43 +301,61 @@ def test_export_writes_the_ticket_as_litert(tmp_path):
 # ------------------------------------------------------ real processes (slow)
 
 
-def _env():
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
-
-
-def _our_stderr_lines(stderr):
-    """stderr without TensorFlow's start-up logging (printed at import)."""
-    return [
-        line
-        for line in stderr.splitlines()
-        if line.strip()
-        and not line.startswith(("I0000", "W0000", "WARNING: All log messages"))
-        and "cpu_feature_guard" not in line
-        and not line.startswith("To enable the following instructions")
-    ]
-
-
 @pytest.mark.slow
 def test_the_keras_lth_script_exits_2_with_one_error_line(tmp_path):
-    script = shutil.which("keras-lth", path=str(pathlib.Path(sys.executable).parent))
-    if script is None:
+    path = script()
+    if path is None:
         pytest.skip("the keras-lth script is not installed (pip install -e .)")
     missing = tmp_path / "missing"
     completed = subprocess.run(
-        [script, "run", "--data-path", str(missing)],
+        [path, "run", "--data-path", str(missing)],
         capture_output=True,
         text=True,
         timeout=120,
-        env=_env(),
+        env=env(),
         cwd=tmp_path,
     )
     assert completed.returncode == 2, completed.stderr
     assert "Traceback" not in completed.stderr
-    lines = _our_stderr_lines(completed.stderr)
+    lines = our_stderr_lines(completed.stderr)
     assert len(lines) == 1 and lines[0].startswith("keras-lth: error: "), lines
     assert f"cannot load the mnist data from {missing}" in lines[0]
     assert completed.stdout == ""
     assert not list(tmp_path.iterdir())  # No run directory was made.
+    assert completed.stderr.strip() == lines[0]  # No TensorFlow log either.
+
+
+@pytest.mark.slow
+def test_a_run_prints_no_tensorflow_log_lines_unless_verbose(tmp_path):
+    argv = [sys.executable, "-m", "keras_lth.cli", "run", *TINY, "--controls", "none"]
+    quiet = subprocess.run(
+        [*argv, "--output", str(tmp_path / "quiet")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env(TF_CPP_MIN_LOG_LEVEL=None),  # The user did not set it.
+        cwd=tmp_path,
+    )
+    assert quiet.returncode == 0, quiet.stderr[-4000:]
+    assert "Epoch 2/2" in quiet.stdout
+    logged = [
+        line
+        for line in quiet.stderr.splitlines()
+        if line.startswith((*NATIVE_LOG_PREFIXES, "INFO: "))
+    ]
+    assert logged == []
+
+    verbose = subprocess.run(
+        [*argv, "--no-export", "--verbose", "--output", str(tmp_path / "verbose")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env(TF_CPP_MIN_LOG_LEVEL=None),
+        cwd=tmp_path,
+    )
+    assert verbose.returncode == 0, verbose.stderr[-4000:]
+    if keras.backend.backend() == "tensorflow":
+        assert any(line.startswith("I0000") for line in verbose.stderr.splitlines())
 
 
 #: A `keras-lth run` that kills itself with SIGKILL right after the epoch end
@@ -404,7 +390,7 @@ def test_resume_skips_the_finished_stage_and_continues_a_killed_one(tmp_path):
         capture_output=True,
         text=True,
         timeout=300,
-        env=_env(),
+        env=env(),
         cwd=tmp_path,
     )
     assert completed.returncode == -signal.SIGKILL, completed.stderr[-4000:]
@@ -416,6 +402,7 @@ def test_resume_skips_the_finished_stage_and_continues_a_killed_one(tmp_path):
         for name in ("results.json", "results.csv", "ticket.keras")
     }
 
+    # The killed process's lock died with it.
     code, out, err = run_main(["run", "--output", run_dir, "--resume", "--no-export"])
     assert code == 0, err
     imp, control = out.split("[2/2] Control: random reinit")
@@ -426,3 +413,4 @@ def test_resume_skips_the_finished_stage_and_continues_a_killed_one(tmp_path):
     rows = load_results(run_dir / "results_reinit.json")
     assert [row["round"] for row in rows] == [0, 1]
     assert {n: (run_dir / n).read_bytes() for n in imp_files} == imp_files
+    assert pathlib.Path(run_dir / ".lock").is_file()
