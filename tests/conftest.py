@@ -29,7 +29,7 @@ CORE_MODULES = (
     "layers/test_dense.py",
     "layers/test_embedding.py",
     "test_masking.py",
-    "test_io.py",
+    "test_saving.py",
     "models/test_architectures.py",
     "models/test_learning_rate.py",
     "models/test_presets.py",
@@ -37,6 +37,8 @@ CORE_MODULES = (
     "callbacks/test_lottery_ticket.py",
     "callbacks/test_lottery_ticket_methods.py",
     "callbacks/test_lottery_ticket_checkpoint.py",
+    "callbacks/test_checkpoint.py",
+    "callbacks/test_rewind_state.py",
     "callbacks/test_gradual_pruning.py",
     "callbacks/test_sparsity_summaries.py",
 )

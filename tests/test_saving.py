@@ -65,3 +65,45 @@ def test_written_files_get_the_umask_permissions_not_private(tmp_path):
         assert oct(os.stat(path).st_mode & 0o777) == oct(0o644)
     finally:
         os.umask(old)
+
+
+def _record_fsyncs(monkeypatch):
+    """Records what `os.fsync` was called on: 'file' or 'folder'."""
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append("folder" if os.path.isdir(f"/proc/self/fd/{fd}") else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_writes_fsync_the_file_then_the_folder(tmp_path, monkeypatch):
+    synced = _record_fsyncs(monkeypatch)
+    atomic_write_text(tmp_path / "results.json", "{}")
+    assert synced == ["file", "folder"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_save_model_fsyncs_the_file_then_the_folder(tmp_path, monkeypatch):
+    model = lth.mask_model(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
+    synced = _record_fsyncs(monkeypatch)
+    lth.save_model(model, tmp_path / "ticket.keras")
+    assert synced[-2:] == ["file", "folder"]
+    assert os.listdir(tmp_path) == ["ticket.keras"]
+
+
+def test_writes_never_touch_the_process_umask(tmp_path, monkeypatch):
+    def umask(mask):
+        raise AssertionError("os.umask changes the umask of every thread")
+
+    monkeypatch.setattr(os, "umask", umask)
+    atomic_write_text(tmp_path / "a.txt", "x")
+    lth.save_model(
+        lth.mask_model(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])),
+        tmp_path / "ticket.keras",
+    )
+    assert sorted(os.listdir(tmp_path)) == ["a.txt", "ticket.keras"]
