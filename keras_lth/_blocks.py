@@ -10,6 +10,7 @@ import re
 
 import numpy as np
 
+from keras_lth._checks import check_known_keys
 from keras_lth._checks import is_int
 from keras_lth._checks import quoted
 
@@ -167,12 +168,7 @@ def block_counts(mask, block):
 
 def units_per_tensor(block, masks):
     if isinstance(block, dict):
-        unknown = [key for key in block if key not in masks]
-        if unknown:
-            raise ValueError(
-                f"`block` names tensors that have no mask: {unknown}. "
-                f"Known tensors: {list(masks)}"
-            )
+        check_known_keys(block, masks, "block")
         blocks = {
             key: check_block(
                 block[key], f"`block` for '{key}' (shape {masks[key].shape})"

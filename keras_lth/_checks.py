@@ -8,6 +8,7 @@ import numbers
 
 __all__ = [
     "check_choice",
+    "check_known_keys",
     "check_count",
     "check_fraction",
     "is_int",
@@ -92,3 +93,17 @@ def check_choice(value, name, choices):
             f"Received: {received(name, value)}"
         )
     return value
+
+
+def check_known_keys(given, masks, name):
+    """Refuses a per-tensor dict `given` that names tensors `masks` lacks.
+
+    Raises:
+        ValueError: Naming the unknown keys and the known ones.
+    """
+    unknown = [key for key in given if key not in masks]
+    if unknown:
+        raise ValueError(
+            f"`{name}` names tensors that have no mask: {unknown}. "
+            f"Known tensors: {list(masks)}"
+        )

@@ -36,7 +36,6 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_lth import pruning
 from keras_lth._checks import check_count
 from keras_lth._checks import check_fraction
 from keras_lth._saliency import check_synflow_scores
@@ -46,95 +45,9 @@ from keras_lth._saliency import snip_scores
 from keras_lth.masking import get_masks
 from keras_lth.masking import get_prunable_weights
 from keras_lth.masking import require_prunable_tensors
+from keras_lth.pruning import prune_to_sparsity
 
 __all__ = ["prune_to_sparsity", "random_init_mask", "snip", "synflow"]
-
-
-def prune_to_sparsity(
-    weights: dict,
-    masks: dict,
-    sparsity,
-    *,
-    strategy: str = "layerwise",
-    seed=None,
-    block=None,
-) -> dict:
-    """Prunes surviving weights until a target sparsity is reached.
-
-    `keras_lth.pruning` takes a rate *of the survivors*; this takes the
-    *absolute* fraction of a tensor's weights that should end up pruned, and
-    converts it. For a tensor of `n` weights of which `alive` survive:
-
-        target = floor(sparsity * n + 0.5)        # weights pruned in the end
-        count = max(target - (n - alive), 0)      # newly pruned now
-        rate = count / alive
-
-    so exactly `target` weights are pruned afterwards (or more, if the masks
-    already pruned more: nothing grows back). With `"global"`, `n`, `alive`
-    and `target` are summed over all tensors and one magnitude threshold is
-    shared.
-
-    With `block`, the same holds in blocks (see `keras_lth.pruning`): `n` is
-    the tensor's number of blocks, `alive` its blocks that keep a weight, and
-    `target` whole blocks are pruned. Blocks at an edge the block size does
-    not divide are smaller, so the fraction of *weights* pruned can differ
-    slightly from `sparsity`.
-
-    Args:
-        weights: Dict mapping a tensor key to its weights, or to any scores
-            where a larger absolute value means more important.
-        masks: Dict with the same keys mapping to the current masks.
-        sparsity: A float in `[0, 1]`. For `"layerwise"` and `"random"`, also
-            a dict mapping keys to such floats (tensors left out are not
-            pruned further).
-        strategy: `"layerwise"` (each tensor reaches `sparsity`, by
-            magnitude), `"global"` (all tensors together, by magnitude) or
-            `"random"` (each tensor reaches `sparsity`, at random).
-        seed: Seed for `"random"`.
-        block: `None` (single weights), a `(rows, cols)` block in LiteRT's
-            `(out, in)` orientation, or a dict mapping keys to such blocks or
-            `None`; see `keras_lth.pruning.prune`.
-
-    Returns:
-        A dict with the new masks, float32 arrays.
-    """
-    pruning.check_strategy(strategy)
-    if not isinstance(masks, dict):
-        raise TypeError(
-            "Expected `masks` to be a dict mapping tensor keys to arrays. "
-            f"Received: {type(masks).__name__}"
-        )
-    masks = {key: np.asarray(mask, dtype=np.float32) for key, mask in masks.items()}
-    if strategy == "global":
-        if isinstance(sparsity, dict):
-            raise TypeError(
-                "Expected `sparsity` to be one float for global pruning. "
-                f"Received: sparsity={sparsity!r}"
-            )
-        check_fraction(sparsity, "sparsity", interval="[0, 1]")
-        units = [_units(mask, _block_of(block, key)) for key, mask in masks.items()]
-        size = sum(total for total, _ in units)
-        alive = sum(alive for _, alive in units)
-        rate = _rate(sparsity, size, alive)
-        return pruning.prune(weights, masks, rate, strategy="global", block=block)
-    if isinstance(sparsity, dict):
-        unknown = [key for key in sparsity if key not in masks]
-        if unknown:
-            raise ValueError(
-                f"`sparsity` names tensors that have no mask: {unknown}. "
-                f"Known tensors: {list(masks)}"
-            )
-        targets = sparsity
-    else:
-        targets = {key: sparsity for key in masks}
-    rates = {}
-    for key, target in targets.items():
-        check_fraction(target, f"sparsity for '{key}'", interval="[0, 1]")
-        size, alive = _units(masks[key], _block_of(block, key))
-        rates[key] = _rate(target, size, alive)
-    return pruning.prune(
-        weights, masks, rates, strategy=strategy, seed=seed, block=block
-    )
 
 
 def snip(model, x, y, loss, *, sparsity: float) -> dict:
@@ -291,23 +204,6 @@ def random_init_mask(model, *, sparsity, seed=None) -> dict:
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def _block_of(block, key):
-    return block.get(key) if isinstance(block, dict) else block
-
-
-def _units(mask, block):
-    """`(units, surviving units)` of a tensor: its weights, or its blocks."""
-    whole = pruning.count_units(np.ones(mask.shape, np.float32), block)
-    return whole, pruning.count_units(mask, block)
-
-
-def _rate(sparsity, size, alive):
-    """The rate of survivors to prune so that `sparsity` of `size` is pruned."""
-    target = int(np.floor(sparsity * size + 0.5))
-    count = max(target - (size - alive), 0)
-    return count / alive if alive else 0.0
 
 
 def _tensors(model, caller):

@@ -49,7 +49,7 @@ from keras_lth.masking import get_prunable_weights
 from keras_lth.masking import require_prunable_tensors
 from keras_lth.masking import set_masks
 from keras_lth.pruning import check_strategy
-from keras_lth.pruning_at_init import prune_to_sparsity
+from keras_lth.pruning import prune_to_sparsity
 from keras_lth.schedules import ConstantSparsity
 from keras_lth.schedules import PolynomialDecay
 
