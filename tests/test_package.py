@@ -171,3 +171,25 @@ def test_no_import_cycles():
     # A package's __init__ re-exporting its own submodules is not a cycle of
     # concerns, but a submodule importing its package's __init__ back is.
     assert not cycles, "\n".join(cycles)
+
+
+def _readme_names():
+    """Dotted `lth.` / `keras_lth.` names used in the README's Python blocks."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    names = set()
+    for block in blocks:
+        for match in re.finditer(r"\b(?:lth|keras_lth)((?:\.[A-Za-z_]\w*)+)", block):
+            names.add(match.group(1)[1:])
+    return sorted(names)
+
+
+@pytest.mark.parametrize("dotted", _readme_names())
+def test_the_readmes_examples_name_real_things(dotted):
+    value = keras_lth
+    for part in dotted.split("."):
+        if isinstance(value, type(keras_lth)) and not hasattr(value, part):
+            value = importlib.import_module(f"{value.__name__}.{part}")
+        else:
+            value = getattr(value, part)
+    assert value is not None

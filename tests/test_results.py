@@ -6,6 +6,7 @@ import json
 import pytest
 
 import keras_lth as lth
+from keras_lth.results import metric_direction
 
 RESULTS = [
     {
@@ -65,3 +66,24 @@ def test_csv_has_best_and_final_columns(tmp_path):
     assert float(rows[1]["weights_remaining"]) == pytest.approx(0.8125)
     assert float(rows[0]["best_val_accuracy"]) == pytest.approx(0.91)
     assert float(rows[0]["final_val_accuracy"]) == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize(
+    ("name", "direction"),
+    [
+        ("loss", "min"),
+        ("val_loss", "min"),
+        ("val_sparse_categorical_crossentropy", "min"),
+        ("mae", "min"),
+        ("accuracy", "max"),
+        ("val_accuracy", "max"),
+        ("sparse_categorical_accuracy", "max"),
+        ("val_acc", "max"),
+        ("AUC", "max"),
+        ("val_precision", "max"),
+        ("recall_1", "max"),
+        ("val_acc_loss", "min"),  # A loss, whatever its other words.
+    ],
+)
+def test_metric_direction(name, direction):
+    assert metric_direction(name) == direction
