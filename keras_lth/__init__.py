@@ -23,6 +23,7 @@ _EXPORTS = {
     "LiteRTExportError": "keras_lth.litert",
     "LotteryTicket": "keras_lth.callbacks",
     "SparsitySummaries": "keras_lth.callbacks",
+    "controls": "keras_lth.controls",
     "datasets": "keras_lth.datasets",
     "export_litert": "keras_lth.litert",
     "get_masks": "keras_lth.masking",

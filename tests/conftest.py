@@ -34,6 +34,7 @@ CORE_MODULES = (
     "models/test_learning_rate.py",
     "models/test_presets.py",
     "test_pruning_at_init.py",
+    "test_controls.py",
     "callbacks/test_lottery_ticket.py",
     "callbacks/test_lottery_ticket_methods.py",
     "callbacks/test_lottery_ticket_checkpoint.py",

@@ -1,0 +1,122 @@
+"""The paper's controls for a winning ticket, as branches of an IMP level.
+
+Frankle & Carbin (2019) compare a winning ticket (the mask `m` found by IMP,
+with the initial weights `θ0`) against two controls that share its
+structure or its size:
+
+* `reinit`: the same mask `m` with a new random initialisation `θ'0 ~ Dθ`;
+* `random_prune`: a random mask with as many weights per tensor as `m`,
+  with the initial weights `θ0`.
+
+Each control is a branch off one IMP level: take the masks the ticket
+trained with at that level, set up a freshly built masked model with one of
+these functions, and train it once with a plain `fit`.
+"""
+
+import numpy as np
+
+from keras_lth._checks import check_count
+from keras_lth.callbacks.rewind_state import reinitialize
+from keras_lth.masking import get_masks
+from keras_lth.masking import require_prunable_tensors
+from keras_lth.masking import set_masks
+
+__all__ = ["random_prune", "reinit"]
+
+
+def reinit(model, masks, *, seed):
+    """Sets the ticket's masks and draws every surviving weight afresh.
+
+    Every prunable weight tensor is drawn again from its layer's initializer
+    with a new seed, then `masks` is set (pruned entries become exact zeros).
+    Other variables (biases, BatchNormalization statistics) are left as they
+    are: pass a freshly built model, so that they are at initialisation.
+
+    Args:
+        model: A built model with masked layers, freshly built.
+        masks: The ticket's masks, `{tensor key: 0/1 array}` as `get_masks`
+            returns them; every prunable tensor of `model` must be named.
+        seed: Int seed of the new draw.
+
+    Returns:
+        `model`, ready to train with `fit`.
+
+    Example:
+
+    ```python
+    control = keras_lth.controls.reinit(
+        keras_lth.mask_model(build_model()), ticket_masks, seed=1)
+    ```
+    """
+    seed = check_count(seed, "seed", minimum=0)
+    _check_masks(model, masks)
+    reinitialize(model, [seed])
+    set_masks(model, masks)
+    return model
+
+
+def random_prune(model, masks, *, seed):
+    """Sets random masks with exactly as many weights per tensor as `masks`.
+
+    The model's own weights are kept (its initialisation `θ0`, for a freshly
+    built model); only which weights survive is drawn at random, uniformly
+    within each tensor.
+
+    Args:
+        model: A built model with masked layers.
+        masks: The ticket's masks, `{tensor key: 0/1 array}`; every prunable
+            tensor of `model` must be named.
+        seed: Int seed of the random masks.
+
+    Returns:
+        `model`, ready to train with `fit`.
+
+    Example:
+
+    ```python
+    control = keras_lth.controls.random_prune(
+        keras_lth.mask_model(build_model()), ticket_masks, seed=1)
+    ```
+    """
+    seed = check_count(seed, "seed", minimum=0)
+    masks = _check_masks(model, masks)
+    rng = np.random.default_rng(seed)
+    random_masks = {}
+    for key, mask in masks.items():
+        kept = int(np.count_nonzero(mask))
+        flat = np.zeros(mask.size, dtype=np.float32)
+        flat[rng.choice(mask.size, size=kept, replace=False)] = 1.0
+        random_masks[key] = flat.reshape(mask.shape)
+    set_masks(model, random_masks)
+    return model
+
+
+def _check_masks(model, masks):
+    """The masks as float32 arrays, refusing any that do not fit `model`."""
+    if not isinstance(masks, dict):
+        raise TypeError(
+            "Expected `masks` to be a dict {tensor key: 0/1 array}, as "
+            f"`keras_lth.get_masks` returns. Received: {type(masks).__name__}"
+        )
+    require_prunable_tensors(model)
+    current = get_masks(model)
+    if set(masks) != set(current):
+        raise ValueError(
+            "Expected `masks` for exactly the prunable tensors of model "
+            f"'{model.name}': {sorted(current)}. Received: {sorted(masks)}"
+        )
+    checked = {}
+    for key, mask in masks.items():
+        mask = np.asarray(mask, dtype=np.float32)
+        if mask.shape != current[key].shape:
+            raise ValueError(
+                f"Expected the mask of '{key}' to have shape "
+                f"{current[key].shape}. Received: {mask.shape}"
+            )
+        if not np.all((mask == 0) | (mask == 1)):
+            raise ValueError(
+                f"Expected the mask of '{key}' to hold only 0 and 1. "
+                f"Received values: {np.unique(mask)[:10]}"
+            )
+        checked[key] = mask
+    return checked

@@ -1,0 +1,124 @@
+"""`keras_lth.controls`: the paper's controls as branches of an IMP level."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_lth as lth
+from keras_lth import controls
+from keras_lth.pruning import prune
+
+
+def _lenet(seed=0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(100, activation="relu", name="hidden"),
+            keras.layers.Dense(10, name="output"),
+        ]
+    )
+    return lth.mask_model(model)
+
+
+def _ticket_masks(model):
+    """Masks as IMP's pruning gives them: 80% of each tensor pruned."""
+    weights = {
+        key: np.random.default_rng(1).normal(size=m.shape)
+        for key, m in lth.get_masks(model).items()
+    }
+    return prune(weights, lth.get_masks(model), 0.8)
+
+
+def _kernels(model):
+    return {k: np.array(v) for k, v in lth.masking.get_prunable_weights(model).items()}
+
+
+def test_reinit_keeps_exactly_the_ticket_mask_with_new_weights():
+    model = _lenet()
+    theta0 = _kernels(model)
+    biases = [np.array(layer.bias) for layer in model.layers]
+    masks = _ticket_masks(model)
+
+    control = controls.reinit(model, masks, seed=7)
+
+    assert control is model
+    got = lth.get_masks(control)
+    for key, mask in masks.items():
+        np.testing.assert_array_equal(got[key], mask)
+        weights = _kernels(control)[key]
+        assert np.all(weights[mask == 0] == 0)  # Pruned entries: exact zeros.
+        survivors, initial = weights[mask == 1], theta0[key][mask == 1]
+        assert np.all(survivors != initial)
+        # Drawn afresh, from the same distribution: uncorrelated with θ0, with
+        # the initializer's scale.
+        assert abs(np.corrcoef(survivors, initial)[0, 1]) < 0.1
+        assert 0.7 < survivors.std() / initial.std() < 1.3
+    for layer, bias in zip(model.layers, biases, strict=True):
+        np.testing.assert_array_equal(np.array(layer.bias), bias)
+
+
+def test_reinit_draws_by_seed():
+    masks = _ticket_masks(_lenet())
+    first = _kernels(controls.reinit(_lenet(), masks, seed=3))
+    again = _kernels(controls.reinit(_lenet(), masks, seed=3))
+    other = _kernels(controls.reinit(_lenet(), masks, seed=4))
+    for key in masks:
+        np.testing.assert_array_equal(first[key], again[key])
+        assert not np.array_equal(first[key], other[key])
+
+
+def test_random_prune_keeps_the_counts_per_tensor_and_the_initial_weights():
+    model = _lenet()
+    theta0 = _kernels(model)
+    masks = _ticket_masks(model)
+
+    control = controls.random_prune(model, masks, seed=5)
+
+    got = lth.get_masks(control)
+    weights = _kernels(control)
+    for key, mask in masks.items():
+        assert np.sum(got[key]) == np.sum(mask)  # Exactly the same count.
+        assert not np.array_equal(got[key], mask)  # But other weights.
+        np.testing.assert_array_equal(
+            weights[key], theta0[key] * got[key]
+        )  # θ0 at the survivors, zeros elsewhere.
+    again = lth.get_masks(controls.random_prune(_lenet(), masks, seed=5))
+    for key in masks:
+        np.testing.assert_array_equal(again[key], got[key])
+
+
+@pytest.mark.parametrize("control", [controls.reinit, controls.random_prune])
+def test_a_control_trains_with_a_plain_fit_and_its_mask_holds(control, digits):
+    x, y, xv, yv = digits
+    masks = _ticket_masks(_lenet())
+    model = control(_lenet(), masks, seed=0)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    before = lth.get_masks(model)
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    weights = _kernels(model)
+    for key, mask in lth.get_masks(model).items():
+        np.testing.assert_array_equal(mask, before[key])
+        assert np.all(weights[key][mask == 0] == 0)
+
+
+@pytest.mark.parametrize("control", [controls.reinit, controls.random_prune])
+def test_masks_that_do_not_fit_the_model_are_refused(control):
+    model = _lenet()
+    masks = _ticket_masks(model)
+    with pytest.raises(ValueError, match=r"exactly the prunable tensors"):
+        control(model, {"hidden/kernel": masks["hidden/kernel"]}, seed=0)
+    with pytest.raises(ValueError, match=r"'output/kernel' to have shape"):
+        control(model, {**masks, "output/kernel": np.ones((3, 3))}, seed=0)
+    with pytest.raises(ValueError, match=r"only 0 and 1"):
+        control(model, {**masks, "hidden/kernel": masks["hidden/kernel"] * 2}, seed=0)
+    with pytest.raises(TypeError, match=r"Expected `masks` to be a dict"):
+        control(model, [masks], seed=0)
+    with pytest.raises(TypeError, match=r"Expected `seed` to be an int"):
+        control(model, masks, seed=0.5)
+    plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"no prunable layers"):
+        control(plain, {}, seed=0)
