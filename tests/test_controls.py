@@ -122,3 +122,39 @@ def test_masks_that_do_not_fit_the_model_are_refused(control):
     plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     with pytest.raises(ValueError, match=r"no prunable layers"):
         control(plain, {}, seed=0)
+
+
+def test_controls_branch_off_a_level_of_a_real_imp_run(digits, tmp_path):
+    """`reinit` keeps exactly `ticket.masks_at(r)`; `random_prune` its counts."""
+    x, y, xv, yv = digits
+
+    def compiled(model):
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-3),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        return model
+
+    model = compiled(_lenet())
+    theta0 = _kernels(model)
+    ticket = lth.LotteryTicket(3, 1, seed=0, verbose=0, checkpoint_dir=tmp_path)
+    model.fit(
+        x, y, validation_data=(xv, yv), epochs=ticket.total_epochs,
+        batch_size=128, callbacks=[ticket], verbose=0,
+    )  # fmt: skip
+    level = ticket.masks_at(2)
+    for key, mask in level.items():
+        assert np.mean(mask) == pytest.approx(
+            ticket.results[2]["layers"][key], abs=1e-9
+        )
+
+    control = controls.reinit(compiled(_lenet()), level, seed=11)
+    weights = _kernels(control)
+    for key, mask in lth.get_masks(control).items():
+        np.testing.assert_array_equal(mask, level[key])
+        survivors = weights[key][mask == 1]
+        assert abs(np.corrcoef(survivors, theta0[key][mask == 1])[0, 1]) < 0.1
+
+    pruned = controls.random_prune(compiled(_lenet()), level, seed=11)
+    for key, mask in lth.get_masks(pruned).items():
+        assert np.sum(mask) == np.sum(level[key])

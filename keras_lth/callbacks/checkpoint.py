@@ -10,8 +10,9 @@ The file is an uncompressed NumPy `.npz` archive holding:
   each part holds, the ticket's settings, and the JSON fields of `RunState`;
 * `<part>_<i>`: the `i`-th array of each part in `PARTS`: the rewind point
   (`model`: every model variable but the masks, `optimizer`), the early-bird
-  window, one-shot's dense weights and masks, and, in a checkpoint, the live
-  model (masks included) and optimizer.
+  window, one-shot's dense weights and masks, in a checkpoint the live model
+  (masks included) and optimizer, and the masks each finished round trained
+  with (`round_masks`, bool, one per prunable tensor and round).
 
 `write_state` writes the file atomically (`keras_lth.saving.atomic_write`): a
 reader sees the previous file or the new one, never half of one.
@@ -78,6 +79,7 @@ PARTS = (
     "dense_masks",
     "live_model",
     "live_optimizer",
+    "round_masks",
 )
 
 # The JSON fields of `RunState` in `meta`, with their JSON types.
@@ -117,6 +119,9 @@ class RunState:
         early_bird_masks: The flat next-round masks of the last epochs.
         dense: One-shot: `{"weights": {key: array}, "masks": {key: array}}`
             of round 0's trained model, or None.
+        round_masks: The masks each finished round trained with, flat: the
+            prunable tensors of round 0 in `initial_kept`'s order, then of
+            round 1, ... (bool arrays).
     """
 
     results: list = dataclasses.field(default_factory=list)
@@ -129,6 +134,7 @@ class RunState:
     snapshot: dict | None = None
     early_bird_masks: list = dataclasses.field(default_factory=list)
     dense: dict | None = None
+    round_masks: list = dataclasses.field(default_factory=list)
 
 
 def write_state(path, config, run, live=None):
@@ -143,7 +149,7 @@ def write_state(path, config, run, live=None):
     """
     meta = {name: getattr(run, name) for name in _FIELDS}
     meta["history"] = [[logs, steps] for logs, steps in run.history]
-    parts = {"early_bird": run.early_bird_masks}
+    parts = {"early_bird": run.early_bird_masks, "round_masks": run.round_masks}
     if run.snapshot is not None:
         parts.update(model=run.snapshot["model"], optimizer=run.snapshot["optimizer"])
     if run.dense is not None:
@@ -199,6 +205,7 @@ def read_state(path):
     run = RunState(**{name: meta[name] for name in _FIELDS})
     run.history = [(logs, steps) for logs, steps in meta["history"]]
     run.early_bird_masks = parts["early_bird"]
+    run.round_masks = parts["round_masks"]
     if parts["model"]:
         run.snapshot = {"model": parts["model"], "optimizer": parts["optimizer"]}
     if parts["dense_weights"]:
@@ -247,6 +254,8 @@ def check_fits(path, model, run, live=None, *, needs_live=False):
                 dense_weights=list(run.dense["weights"].values()),
                 dense_masks=list(run.dense["masks"].values()),
             )
+        expected["round_masks"] = masks * len(run.results)
+        found["round_masks"] = run.round_masks
         if live is not None or needs_live:
             live = live or {"model": [], "optimizer": []}
             expected["live_model"] = [tuple(v.shape) for v in model.variables]
@@ -397,7 +406,13 @@ def _check_consistent(meta, counts, path):
             raise _refused(
                 path, f"it holds {first} arrays without {second} ones, or back"
             )
-    tensors = len(meta["initial_kept"])
+    tensors = len(meta["initial_kept"] or {})
+    if counts["round_masks"] != tensors * len(meta["results"]):
+        raise _refused(
+            path,
+            f"it holds {counts['round_masks']} round_masks arrays for "
+            f"{len(meta['results'])} finished rounds of {tensors} prunable tensors",
+        )
     for part in ("dense_weights", "dense_masks"):
         if counts[part] not in (0, tensors):
             raise _refused(

@@ -176,6 +176,21 @@ class LotteryTicket(keras.callbacks.Callback):
         """One dict per finished round: see the README for its keys."""
         return self._run.results
 
+    def masks_at(self, round_index):
+        """The masks round `round_index` trained with, as `get_masks` gives them.
+
+        Kept for every finished round and saved with the run state, so that a
+        control can branch off any level (see `keras_lth.controls`).
+        """
+        keys, done = list(self._run.initial_kept or {}), len(self.results)
+        if not (isinstance(round_index, int) and 0 <= round_index < done):
+            raise ValueError(
+                f"Expected a finished round, 0 to {done - 1}. "
+                f"Received: round_index={round_index!r}"
+            )
+        masks = self._run.round_masks[round_index * len(keys) :][: len(keys)]
+        return {k: m.astype("float32") for k, m in zip(keys, masks, strict=True)}
+
     def _reset(self):
         self._run = checkpoint.RunState(monitor_used=self.monitor)
         self._loaded = False  # Whether `_run` came from a file.
@@ -358,6 +373,7 @@ class LotteryTicket(keras.callbacks.Callback):
             epochs_per_round=self.epochs_per_round,
         )
         run.results.append(row)
+        run.round_masks.extend(mask.astype(bool) for mask in masks.values())
         if self._summaries is not None:
             self._summaries.write_round(row, run.results)
         if self.verbose:

@@ -235,6 +235,7 @@ def test_write_and_read_round_trip(tmp_path):
             "weights": {k: rng.normal(size=m.shape) for k, m in masks.items()},
             "masks": masks,
         },
+        round_masks=[np.ones((3, 2), bool), np.array([True, False, True, True])],
     )
     live = {"model": [np.zeros(2)], "optimizer": [np.ones(1), np.zeros(3)]}
     path = tmp_path / "state.npz"
@@ -257,6 +258,8 @@ def test_write_and_read_round_trip(tmp_path):
         for got, want in zip(read_live[part], live[part], strict=True):
             np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(read.early_bird_masks[0], [True, False])
+    for got, want in zip(read.round_masks, run.round_masks, strict=True):
+        np.testing.assert_array_equal(got, want)
     for part in ("weights", "masks"):
         assert list(read.dense[part]) == list(run.dense[part])
         for key, value in run.dense[part].items():
@@ -379,3 +382,16 @@ def test_state_with_other_settings_is_refused(digits, tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not a state")
     with pytest.raises(ValueError, match="junk.npz"):
         other.load_state(tmp_path / "junk.npz")
+
+
+def test_round_masks_that_do_not_match_the_finished_rounds_are_refused(tmp_path):
+    run = RunState(
+        results=[{"round": 0}, {"round": 1}],
+        initial_kept={"a/kernel": 6},
+        monitor_used="loss",
+        round_masks=[np.ones((3, 2), bool)],  # One round's, for two rounds.
+    )
+    path = tmp_path / "state.npz"
+    checkpoint.write_state(path, {"rounds": 3}, run)
+    with pytest.raises(ValueError, match=r"1 round_masks arrays for 2 finished"):
+        checkpoint.read_state(path)

@@ -558,3 +558,26 @@ def test_fit_in_a_tf_distribute_scope_on_another_backend_is_refused(digits):
     with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
         with pytest.raises(ValueError, match=r"LotteryTicket.*KERAS_BACKEND=tensorf"):
             model.fit(x, y, epochs=ticket.total_epochs, callbacks=[ticket], verbose=0)
+
+
+def test_masks_at_gives_the_masks_each_round_trained_with(digits, tmp_path):
+    model, ticket, probe = run_imp(digits, rounds=3, epochs=1)
+    assert all(np.all(m == 1) for m in ticket.masks_at(0).values())
+    for r, row in enumerate(ticket.results):
+        masks = ticket.masks_at(r)
+        assert {k: float(np.mean(m)) for k, m in masks.items()} == row["layers"]
+        assert all(m.dtype == np.float32 for m in masks.values())
+    for key, mask in ticket.masks_at(2).items():  # The last round's are live.
+        np.testing.assert_array_equal(mask, lth.get_masks(model)[key])
+        assert np.all(ticket.masks_at(1)[key] >= mask)  # Nested: none regrow.
+    for bad in (3, -1, 1.0, None):
+        with pytest.raises(ValueError, match=r"Expected a finished round, 0 to 2"):
+            ticket.masks_at(bad)
+
+    # Saved with the run state: a resumed callback has them too.
+    ticket.save_state(tmp_path / "state.npz")
+    resumed = lth.LotteryTicket(3, 1, verbose=0, seed=ticket.seed)
+    resumed.load_state(tmp_path / "state.npz")
+    for r in range(3):
+        for key, mask in ticket.masks_at(r).items():
+            np.testing.assert_array_equal(resumed.masks_at(r)[key], mask)
