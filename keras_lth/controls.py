@@ -20,6 +20,7 @@ from keras_lth.callbacks.rewind_state import reinitialize
 from keras_lth.masking import get_masks
 from keras_lth.masking import require_prunable_tensors
 from keras_lth.masking import set_masks
+from keras_lth.pruning import check_masks
 
 __all__ = ["random_prune", "reinit"]
 
@@ -105,18 +106,4 @@ def _check_masks(model, masks):
             "Expected `masks` for exactly the prunable tensors of model "
             f"'{model.name}': {sorted(current)}. Received: {sorted(masks)}"
         )
-    checked = {}
-    for key, mask in masks.items():
-        mask = np.asarray(mask, dtype=np.float32)
-        if mask.shape != current[key].shape:
-            raise ValueError(
-                f"Expected the mask of '{key}' to have shape "
-                f"{current[key].shape}. Received: {mask.shape}"
-            )
-        if not np.all((mask == 0) | (mask == 1)):
-            raise ValueError(
-                f"Expected the mask of '{key}' to hold only 0 and 1. "
-                f"Received values: {np.unique(mask)[:10]}"
-            )
-        checked[key] = mask
-    return checked
+    return check_masks(current, masks)[1]

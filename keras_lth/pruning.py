@@ -82,6 +82,7 @@ __all__ = [
     "STRATEGIES",
     "block_text",
     "check_block",
+    "check_masks",
     "check_strategy",
     "count_units",
     "is_block_sparse",
@@ -300,7 +301,7 @@ def prune_layerwise(weights, masks, rate, *, block=None):
     array([[1., 0.],
            [1., 0.]], dtype=float32)
     """
-    weights, masks = _check_inputs(weights, masks)
+    weights, masks = check_masks(weights, masks)
     rates = _per_tensor_rates(rate, masks)
     units = units_per_tensor(block, masks)
     new_masks = {}
@@ -336,7 +337,7 @@ def prune_global(weights, masks, rate, *, block=None):
     Returns:
         A dict with the new masks.
     """
-    weights, masks = _check_inputs(weights, masks)
+    weights, masks = check_masks(weights, masks)
     if isinstance(rate, dict):
         raise TypeError(
             "Expected `rate` to be one float for global pruning. "
@@ -385,7 +386,7 @@ def prune_random(weights, masks, rate, *, seed=None, block=None):
     Returns:
         A dict with the new masks.
     """
-    weights, masks = _check_inputs(weights, masks)
+    weights, masks = check_masks(weights, masks)
     rates = _per_tensor_rates(rate, masks)
     units = units_per_tensor(block, masks)
     rng = np.random.default_rng(seed)
@@ -435,7 +436,7 @@ def prune_n_m(weights: dict, masks: dict, *, n: int = 2, m: int = 4) -> dict:
     >>> prune_n_m(weights, masks, n=2, m=4)["dense/kernel"].ravel()
     array([0., 1., 1., 0.], dtype=float32)
     """
-    weights, masks = _check_inputs(weights, masks)
+    weights, masks = check_masks(weights, masks)
     n, m = _check_n_m(n, m)
     new_masks = {}
     for key, mask in masks.items():
@@ -534,7 +535,17 @@ def _check_n_m(n, m):
     return int(n), int(m)
 
 
-def _check_inputs(weights, masks):
+def check_masks(weights, masks):
+    """Checks masks against their weights: `(weights, masks)` as numpy arrays.
+
+    Every mask needs weights of its shape and holds only 0 and 1; masks come
+    back as float32.
+
+    Raises:
+        TypeError: If either is not a dict.
+        ValueError: Naming the tensor whose weights are missing, whose shapes
+            differ, or whose mask holds other values.
+    """
     if not isinstance(weights, dict) or not isinstance(masks, dict):
         raise TypeError(
             "Expected `weights` and `masks` to be dicts mapping tensor keys "

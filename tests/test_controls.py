@@ -111,7 +111,7 @@ def test_masks_that_do_not_fit_the_model_are_refused(control):
     masks = _ticket_masks(model)
     with pytest.raises(ValueError, match=r"exactly the prunable tensors"):
         control(model, {"hidden/kernel": masks["hidden/kernel"]}, seed=0)
-    with pytest.raises(ValueError, match=r"'output/kernel' to have shape"):
+    with pytest.raises(ValueError, match=r"mask of 'output/kernel' to have the same"):
         control(model, {**masks, "output/kernel": np.ones((3, 3))}, seed=0)
     with pytest.raises(ValueError, match=r"only 0 and 1"):
         control(model, {**masks, "hidden/kernel": masks["hidden/kernel"] * 2}, seed=0)
