@@ -19,6 +19,7 @@ __all__ = [
     "Weights",
     "check_finite",
     "block_counts",
+    "block_for",
     "block_text",
     "check_block",
     "parse_block",
@@ -164,6 +165,11 @@ def block_counts(mask, block):
         blocks.pool(kept.astype(np.int64), np.sum),
         blocks.pool(np.ones(kept.shape, dtype=np.int64), np.sum),
     )
+
+
+def block_for(block, key):
+    """The block of tensor `key`: `block` itself, or its entry when a dict."""
+    return block.get(key) if isinstance(block, dict) else block
 
 
 def units_per_tensor(block, masks):

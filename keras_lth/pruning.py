@@ -68,6 +68,7 @@ from numpy.typing import ArrayLike
 
 from keras_lth._blocks import Blocks
 from keras_lth._blocks import block_counts
+from keras_lth._blocks import block_for
 from keras_lth._blocks import block_text
 from keras_lth._blocks import check_block
 from keras_lth._blocks import check_finite
@@ -235,7 +236,7 @@ def prune_to_sparsity(
                 f"Received: sparsity={sparsity!r}"
             )
         check_fraction(sparsity, "sparsity", interval="[0, 1]")
-        units = [_units(mask, _block_of(block, key)) for key, mask in masks.items()]
+        units = [_units(mask, block_for(block, key)) for key, mask in masks.items()]
         size = sum(total for total, _ in units)
         alive = sum(alive for _, alive in units)
         rate = _rate(sparsity, size, alive)
@@ -248,13 +249,9 @@ def prune_to_sparsity(
     rates = {}
     for key, target in targets.items():
         check_fraction(target, f"sparsity for '{key}'", interval="[0, 1]")
-        size, alive = _units(masks[key], _block_of(block, key))
+        size, alive = _units(masks[key], block_for(block, key))
         rates[key] = _rate(target, size, alive)
     return prune(weights, masks, rates, strategy=strategy, seed=seed, block=block)
-
-
-def _block_of(block, key):
-    return block.get(key) if isinstance(block, dict) else block
 
 
 def _units(mask, block):
@@ -265,8 +262,7 @@ def _units(mask, block):
 
 def _rate(sparsity, size, alive):
     """The rate of survivors to prune so that `sparsity` of `size` is pruned."""
-    target = int(np.floor(sparsity * size + 0.5))
-    count = max(target - (size - alive), 0)
+    count = max(_count(sparsity, size) - (size - alive), 0)
     return count / alive if alive else 0.0
 
 

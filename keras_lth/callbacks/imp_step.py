@@ -19,6 +19,7 @@ test (You et al. 2020). No model is needed:
 import numpy as np
 
 from keras_lth import pruning
+from keras_lth._blocks import block_for
 from keras_lth._checks import check_fraction
 
 __all__ = [
@@ -84,7 +85,7 @@ def check_block_option(block):
 def count_kept(masks, block=None):
     """`{key: what IMP counts in the tensor}`: kept weights, or live blocks."""
     return {
-        key: pruning.count_units(mask, _block_of(block, key))
+        key: pruning.count_units(mask, block_for(block, key))
         for key, mask in masks.items()
     }
 
@@ -142,7 +143,3 @@ def masks_settled(window, distance):
     """
     newest = window[-1]
     return all(np.mean(newest != old) < distance for old in window[:-1])
-
-
-def _block_of(block, key):
-    return block.get(key) if isinstance(block, dict) else block
