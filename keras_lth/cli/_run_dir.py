@@ -10,7 +10,6 @@ is empty: of two runs started together on one `--output`, one is refused.
 Standard library only (`keras-lth report` needs no Keras).
 """
 
-import json
 import os
 import pathlib
 
@@ -21,6 +20,7 @@ except ImportError:  # Windows: no flock. Runs there are not locked.
 
 from keras_lth.cli._common import UsageError
 from keras_lth.cli._common import describe
+from keras_lth.cli._common import read_json
 from keras_lth.cli._settings import SETTING_FLAGS
 
 __all__ = [
@@ -62,10 +62,7 @@ def read_run_file(run_dir):
         raise UsageError(
             f"{run_dir} is not a keras-lth run directory: it has no {RUN_FILE}"
         )
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise UsageError(f"cannot read {path}: {describe(error)}") from error
+    saved = read_json(path)
     if (
         not isinstance(saved, dict)
         or saved.get("version") != RUN_FILE_VERSION

@@ -23,6 +23,7 @@ from keras_lth import datasets
 from keras_lth import models
 from keras_lth.callbacks import LotteryTicket
 from keras_lth.callbacks.checkpoint import CHECKPOINT_NAME
+from keras_lth.callbacks.rewind_state import check_step_rewind
 from keras_lth.cli._common import UsageError
 from keras_lth.cli._common import describe
 from keras_lth.cli._common import has_module
@@ -324,15 +325,14 @@ def _check_model(settings, data):
             f"--layer-rate names layers that {settings['model']} does not have: "
             f"{', '.join(unknown)}; its prunable layers: {', '.join(sorted(names))}"
         )
-    rewind = Rewind.parse(settings["rewind"])
-    if rewind.kind == "step":
-        steps = math.ceil(len(data.train[0]) / settings["batch_size"])
-        if rewind.at > steps * settings["epochs_per_round"]:
-            raise UsageError(
-                f"--rewind {rewind} falls after round 0 ends: it runs "
-                f"{steps * settings['epochs_per_round']} steps "
-                f"({settings['epochs_per_round']} epochs of {steps})"
-            )
+    try:  # The check `fit` would make, before any training.
+        check_step_rewind(
+            Rewind.parse(settings["rewind"]),
+            steps_per_epoch=math.ceil(len(data.train[0]) / settings["batch_size"]),
+            epochs_per_round=settings["epochs_per_round"],
+        )
+    except ValueError as error:
+        raise UsageError(f"--rewind: {describe(error)}") from error
 
 
 def _build_model(settings, data):

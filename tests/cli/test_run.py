@@ -192,6 +192,7 @@ OUT = "<tmp>/run"  # Replaced by a path under the test's tmp_path.
             "epoch:9",
         ),
         (["run", "--rewind", "epoch:x", "--output", OUT], "epoch:x"),
+        (["run", "--rewind", "100000", "--output", OUT], "falls after round 0"),
         (["run", "--controls", "reinit,shuffle", "--output", OUT], "shuffle"),
         (["run", "--layer-rate", "fc1", "--output", OUT], "LAYER=RATE"),
         (["run", "--layer-rate", "fc9=0.1", "--output", OUT], "fc9"),
