@@ -16,11 +16,11 @@ import numpy as np
 
 from keras_lth._checks import check_choice
 from keras_lth._checks import check_fraction
+from keras_lth.callbacks.imp_step import count_kept
 from keras_lth.callbacks.lottery_ticket import LotteryTicket
 from keras_lth.callbacks.lottery_ticket import tensor_rates
 from keras_lth.masking import get_masks
 from keras_lth.masking import require_prunable_tensors
-from keras_lth.pruning import count_units
 from keras_lth.pruning import target_count
 
 __all__ = ["DIRECTIONS", "check_target", "rounds_for_target", "score_results"]
@@ -130,6 +130,7 @@ def rounds_for_target(
 
     Example:
 
+    >>> import keras_lth
     >>> model = keras_lth.mask_model(keras.Sequential(
     ...     [keras.Input((64,)), keras.layers.Dense(300), keras.layers.Dense(10)]))
     >>> rounds_for_target(model, 0.2, prune_rate=0.2, strategy="global")
@@ -155,14 +156,9 @@ def rounds_for_target(
         strategy=ticket.strategy,
     )
     masks = get_masks(model)
-    blocks = (
-        ticket.block
-        if isinstance(ticket.block, dict)
-        else dict.fromkeys(masks, ticket.block)
-    )
     total = sum(m.size for m in masks.values())
     weights = {k: float(np.sum(m)) for k, m in masks.items()}
-    units = {k: count_units(m, blocks.get(k)) for k, m in masks.items()}
+    units = count_kept(masks, ticket.block)
 
     rate = ticket.prune_rate
 
