@@ -14,7 +14,7 @@ needs `frequency`: the callback then prunes at every multiple of it.
 
 **Counts.** The smallest-magnitude surviving weights go first, counts are
 exact (`floor(sparsity * n + 0.5)` of `n` weights, or of `n` blocks with
-`block`; see `keras_lth.pruning_at_init.prune_to_sparsity`), and nothing
+`block`; see `keras_lth.pruning.prune_to_sparsity`), and nothing
 grows back: a schedule whose sparsity goes down prunes nothing more. Pruned
 weights and their optimizer slots (momentum, Adam moments) are zeroed by
 `keras_lth.set_masks` and stay zero while training goes on.
