@@ -9,7 +9,13 @@ Spellings (as in `LotteryTicket(rewind=...)`):
 * `k` (an int, or its digits as text): after `k` optimizer steps of round 0
   (late rewinding, Frankle et al. 2020);
 * `"epoch:K"`: after `K` epochs of round 0;
-* `"reinit"`: survivors drawn afresh from each layer's initializer;
+* `"reinit_each_round"`: survivors drawn afresh from each layer's
+  initializer at every round. This is its own IMP trajectory (each round
+  prunes the re-initialised network's trained weights), *not* the paper's
+  random-reinit control, which keeps the ticket's mask: for that, branch
+  off a level with `keras_lth.controls.reinit(model, ticket.masks_at(r))`.
+  The old spelling `"reinit"` is refused, so that no run keeps its old
+  meaning by accident;
 * `"lr"`: learning-rate rewinding (Renda et al. 2020): weights keep their
   trained values, only the optimizer goes back to the start of training;
 * `"none"`: fine-tuning: nothing is reset.
@@ -23,9 +29,21 @@ from keras_lth._checks import is_int
 __all__ = ["KINDS", "Rewind"]
 
 #: The kinds of rewind point, as `Rewind.kind` holds them.
-KINDS = ("init", "step", "epoch", "reinit", "lr", "none")
+KINDS = ("init", "step", "epoch", "reinit_each_round", "lr", "none")
 
-_NAMED = ("init", "reinit", "lr", "none")
+_NAMED = ("init", "reinit_each_round", "lr", "none")
+
+#: What `rewind="reinit"` said before 0.3, and what to write now.
+_RENAMED = {
+    "reinit": (
+        "rewind='reinit' was renamed rewind='reinit_each_round': it re-draws "
+        "the survivors at every round, so its masks drift away from the "
+        "ticket's and it is not the paper's random-reinit control. For the "
+        "control, train keras_lth.controls.reinit(model, "
+        "ticket.masks_at(round), seed=...) as a branch of the level; for the "
+        "old behaviour, pass rewind='reinit_each_round'"
+    )
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +77,8 @@ class Rewind:
         """
         if isinstance(value, Rewind):
             return value
+        if isinstance(value, str) and value in _RENAMED:
+            raise ValueError(f"{_RENAMED[value]}. Received: rewind={value!r}")
         if value in _NAMED:
             return cls(value)
         if is_int(value):
@@ -74,7 +94,7 @@ class Rewind:
             if match:
                 return cls("epoch", int(match.group(1)))
         raise ValueError(
-            "Expected `rewind` to be 'init', 'reinit', an int number of "
+            "Expected `rewind` to be 'init', 'reinit_each_round', an int number of "
             f"optimizer steps, 'epoch:K', 'lr' or 'none'. Received: rewind={value!r}"
         )
 

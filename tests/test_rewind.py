@@ -11,7 +11,7 @@ from keras_lth.rewind import Rewind
     ("spelling", "kind", "at", "value"),
     [
         ("init", "init", 0, "init"),
-        ("reinit", "reinit", 0, "reinit"),
+        ("reinit_each_round", "reinit_each_round", 0, "reinit_each_round"),
         ("lr", "lr", 0, "lr"),
         ("none", "none", 0, "none"),
         (0, "step", 0, 0),
@@ -36,7 +36,7 @@ def test_parse_reads_every_spelling(spelling, kind, at, value):
 @pytest.mark.parametrize(
     ("spelling", "has_point", "restores_optimizer"),
     [("init", True, True), (5, True, True), ("epoch:1", True, True),
-     ("reinit", True, True), ("lr", False, True), ("none", False, False)],
+     ("reinit_each_round", True, True), ("lr", False, True), ("none", False, False)],
 )  # fmt: skip
 def test_what_each_kind_restores(spelling, has_point, restores_optimizer):
     rewind = Rewind.parse(spelling)
@@ -55,3 +55,14 @@ def test_anything_else_is_a_value_error_quoting_it(bad):
 def test_a_negative_step_says_so():
     with pytest.raises(ValueError, match=r"rewind step >= 0. Received: rewind=-1"):
         Rewind.parse(-1)
+
+
+def test_the_old_reinit_spelling_is_refused_with_both_ways_out():
+    # `rewind="reinit"` once ran IMP with a new draw at every round, which is
+    # not the paper's control: it must not keep that meaning silently.
+    with pytest.raises(ValueError) as raised:
+        Rewind.parse("reinit")
+    message = str(raised.value)
+    assert "reinit_each_round" in message
+    assert "keras_lth.controls.reinit" in message
+    assert "Received: rewind='reinit'" in message

@@ -75,7 +75,7 @@ def restore_snapshot(model, snapshot, rewind, *, seed):
     """Rewinds `model` to `snapshot` as `rewind` says, keeping its masks.
 
     * `init`, `step`, `epoch`: the model state and the optimizer go back;
-    * `reinit`: the same, then the prunable weights are drawn afresh
+    * `reinit_each_round`: the same, then the prunable weights are drawn afresh
       (`reinitialize`);
     * `lr`: only the optimizer goes back (its step included, so the
       learning-rate schedule restarts); the weights keep their values;
@@ -88,13 +88,13 @@ def restore_snapshot(model, snapshot, rewind, *, seed):
         model: The model, holding the new masks.
         snapshot: A `take_snapshot` of the same model.
         rewind: A `keras_lth.rewind.Rewind`.
-        seed: Seed for `reinit`: a list of ints (the run's seed and round).
+        seed: Seed for `reinit_each_round`: a list of ints (the run's seed and round).
     """
     if rewind.kind == "none":
         return  # Fine-tuning: training goes on from the pruned weights.
     if rewind.kind != "lr":
         _assign(model_state(model), snapshot["model"])
-    if rewind.kind == "reinit":
+    if rewind.kind == "reinit_each_round":
         reinitialize(model, seed)
     _assign(model.optimizer.variables, snapshot["optimizer"])
     set_masks(model, {})

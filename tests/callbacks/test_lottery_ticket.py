@@ -249,8 +249,8 @@ def test_late_rewind_to_a_step_restores_that_step(digits):
     assert_optimizer_rewound(start, probe.captured)
 
 
-def test_reinit_draws_new_survivors_every_round(digits):
-    _, _, probe = run_imp(digits, rounds=3, rewind="reinit", seed=7)
+def test_reinit_each_round_draws_new_survivors_every_round(digits):
+    _, _, probe = run_imp(digits, rounds=3, rewind="reinit_each_round", seed=7)
     init = probe.initial["weights"]
     starts = probe.round_starts
     for state in starts[1:]:
@@ -268,9 +268,9 @@ def test_reinit_draws_new_survivors_every_round(digits):
     )
 
 
-def test_reinit_and_init_give_different_survivors(digits):
+def test_reinit_each_round_and_init_give_different_survivors(digits):
     _, _, init_probe = run_imp(digits, rounds=2, rewind="init", seed=3)
-    _, _, reinit_probe = run_imp(digits, rounds=2, rewind="reinit", seed=3)
+    _, _, reinit_probe = run_imp(digits, rounds=2, rewind="reinit_each_round", seed=3)
     # Round 0 is the same dense training, so the first masks agree.
     for key, mask in init_probe.round_starts[1]["masks"].items():
         np.testing.assert_array_equal(mask, reinit_probe.round_starts[1]["masks"][key])
@@ -370,7 +370,7 @@ def test_callback_is_reusable_and_deep_copyable(digits):
     ]
 
 
-@pytest.mark.parametrize("rewind", ["init", "reinit", "epoch:1", 5])
+@pytest.mark.parametrize("rewind", ["init", "reinit_each_round", "epoch:1", 5])
 def test_no_rewind_mode_turns_off_async_batch_dispatch(rewind):
     # A batch *end* hook would make Keras sync the host after every step.
     ticket = lth.LotteryTicket(2, 1, rewind=rewind)

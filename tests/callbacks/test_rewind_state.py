@@ -94,12 +94,14 @@ def test_lr_rewinding_brings_back_the_optimizer_only_and_none_nothing():
     assert int(ops.convert_to_numpy(model.optimizer.iterations)) == 0
 
 
-def test_reinit_draws_afresh_from_the_seed():
+def test_reinit_each_round_draws_afresh_from_the_seed():
     model = _trained_model()
     snapshot = rewind_state.take_snapshot(model)
 
     def draw(seed):
-        rewind_state.restore_snapshot(model, snapshot, Rewind("reinit"), seed=seed)
+        rewind_state.restore_snapshot(
+            model, snapshot, Rewind("reinit_each_round"), seed=seed
+        )
         return ops.convert_to_numpy(model.get_layer("hidden").kernel).copy()
 
     first, again, other = draw([0, 1]), draw([0, 1]), draw([0, 2])
