@@ -7,6 +7,7 @@ matplotlib is imported only when a figure is drawn (`pip install
 import io
 import math
 
+from keras_lth.results import early_stop_metrics
 from keras_lth.saving import atomic_write
 
 __all__ = ["default_metric", "figure_to_png", "format_percent", "plot_results"]
@@ -54,8 +55,10 @@ def plot_results(
             given like `results` (one run or several seeds), for example
             `{"random reinit": reinit_results, "random pruning": random}`.
         path: Optional file to save the figure to as a PNG, atomically.
-        metric: Name of the metric to plot from each row's `best` metrics.
-            Defaults to the accuracy-like metric of the monitored split: with
+        metric: Name of the metric to plot from each row's `best` metrics,
+            or `test_<name>` from its `test` metrics. Defaults to
+            `"test_accuracy"` when the rows have it, else to the
+            accuracy-like metric of the monitored split: with
             `monitor="val_loss"` that is `"val_accuracy"`; with `"loss"`,
             `"accuracy"`. Without an accuracy-like metric, the monitor.
         label: Legend label of `results`. Defaults to `"IMP"`.
@@ -167,9 +170,11 @@ def figure_to_png(fig, dpi=100):
 def default_metric(rows):
     """The metric `plot_results` plots by default for one run's rows.
 
-    The accuracy-like metric (name containing "acc") of the monitored split:
-    `val_` metrics when the monitor starts with `val_`, others otherwise.
-    Falls back to the monitor, then to the first metric logged.
+    `"test_accuracy"` when the rows have test metrics with an accuracy (from
+    `LotteryTicket(test_data=...)`). Otherwise the accuracy-like metric (name
+    containing "acc") of the monitored split: `val_` metrics when the
+    monitor starts with `val_`, others otherwise. Falls back to the monitor,
+    then to the first metric logged.
 
     Args:
         rows: The results rows of one run, as in `LotteryTicket.results`.
@@ -186,6 +191,8 @@ def default_metric(rows):
     ...                  "best": {"loss": 0.3, "val_loss": 0.4, "val_accuracy": 0.9}}])
     'val_accuracy'
     """
+    if "accuracy" in rows[0].get("test", {}):
+        return "test_accuracy"
     names = list(rows[0]["best"])
     monitor = rows[0].get("monitor") or ""
     prefix = "val_" if monitor.startswith("val_") else ""
@@ -252,11 +259,12 @@ def _runs(results, what):
 def _check_metric(metric, runs, name):
     for run in runs:
         for row in run:
-            if metric not in row["best"]:
+            available = early_stop_metrics(row)
+            if metric not in available:
                 raise ValueError(
-                    f"metric={metric!r} is not in the `best` metrics of the "
-                    f"'{name}' results (round {row.get('round', '?')}). "
-                    f"Available: {sorted(row['best'])}"
+                    f"metric={metric!r} is not in the early-stopping metrics of "
+                    f"the '{name}' results (round {row.get('round', '?')}). "
+                    f"Available: {sorted(available)}"
                 )
 
 
@@ -268,7 +276,7 @@ def _aggregate(runs, metric):
         rows = [run[r] for run in runs if r < len(run)]
         x.append(100.0 * _mean([float(row["weights_remaining"]) for row in rows]))
         for stats, values in (
-            (metric_stats, [float(row["best"][metric]) for row in rows]),
+            (metric_stats, [float(early_stop_metrics(row)[metric]) for row in rows]),
             (step_stats, [float(row["best_step"]) for row in rows]),
         ):
             stats[0].append(_mean(values))

@@ -7,6 +7,7 @@ import json
 from keras_lth.saving import atomic_write_text
 
 __all__ = [
+    "early_stop_metrics",
     "load_results",
     "metric_direction",
     "results_table",
@@ -35,6 +36,20 @@ def metric_direction(name):
     return "max" if any(part in lowered for part in _MAXIMISED) else "min"
 
 
+def early_stop_metrics(row):
+    """A row's metrics at its early-stopping epoch, test metrics included.
+
+    The logged metrics of the best epoch (`row["best"]`), then the test
+    metrics of `LotteryTicket(test_data=...)` (`row["test"]`) as
+    `test_<name>`:
+
+    >>> early_stop_metrics({"best": {"val_loss": 0.3}, "test": {"accuracy": 0.9}})
+    {'val_loss': 0.3, 'test_accuracy': 0.9}
+    """
+    test = {f"test_{name}": value for name, value in row.get("test", {}).items()}
+    return {**row["best"], **test}
+
+
 def results_table(results):
     """Formats IMP results as a plain-text table, one row per round.
 
@@ -44,7 +59,7 @@ def results_table(results):
     Returns:
         The table as a string. Columns: round, weights remaining, the epoch
         and step where the monitored metric was best, then every metric
-        logged at that epoch.
+        logged at that epoch, then its test metrics (`test_<name>`).
     """
     if not results:
         return "(no finished rounds)"
@@ -56,7 +71,7 @@ def results_table(results):
             f"{100 * row['weights_remaining']:.2f}%",
             str(row["best_epoch"]),
             str(row["best_step"]),
-            *(_format(row["best"].get(name)) for name in metrics),
+            *(_format(early_stop_metrics(row).get(name)) for name in metrics),
         ]
         for row in results
     ]
@@ -76,11 +91,14 @@ def save_results_csv(results, path):
     """Writes the results to `path` as CSV, one row per round, atomically.
 
     Columns: `round`, `weights_remaining`, `best_epoch`, `best_step`, then
-    `best_<metric>` and `final_<metric>` for every logged metric.
+    `best_<metric>` and `final_<metric>` for every logged metric, then
+    `test_<metric>` for the test metrics at the early-stopping epoch.
     """
-    metrics = _metric_names(results)
+    metrics = _metric_names(results, tested=False)
+    tested = [m for m in _metric_names(results) if m not in metrics]
     header = ["round", "weights_remaining", "best_epoch", "best_step"]
     header += [f"best_{m}" for m in metrics] + [f"final_{m}" for m in metrics]
+    header += tested
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -90,6 +108,7 @@ def save_results_csv(results, path):
             + [row["best_step"]]
             + [row["best"].get(m, "") for m in metrics]
             + [row["final"].get(m, "") for m in metrics]
+            + [early_stop_metrics(row).get(m, "") for m in tested]
         )
     atomic_write_text(path, buffer.getvalue())
 
@@ -100,10 +119,10 @@ def load_results(path):
         return json.load(f)
 
 
-def _metric_names(results):
+def _metric_names(results, tested=True):
     names = []
     for row in results:
-        for name in row["best"]:
+        for name in early_stop_metrics(row) if tested else row["best"]:
             if name not in names:
                 names.append(name)
     return names

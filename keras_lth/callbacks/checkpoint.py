@@ -91,7 +91,11 @@ _FIELDS = {
     "initial_kept": dict,
     "monitor_used": str,
     "summaries_step": int,
+    "best_test": dict,
 }
+
+# Dict fields newer than the first version 2 files; a file without one means {}.
+_OPTIONAL_FIELDS = ("best_test",)
 
 # What reading a damaged or foreign file can raise: `np.load` and `zipfile`
 # on a torn or truncated archive, the `.npy` reader on a cut array, `zlib` on
@@ -122,6 +126,8 @@ class RunState:
         round_masks: The masks each finished round trained with, flat: the
             prunable tensors of round 0 in `initial_kept`'s order, then of
             round 1, ... (bool arrays).
+        best_test: The test metrics of the current round's best epoch so
+            far (`LotteryTicket(test_data=...)`), or `{}`.
     """
 
     results: list = dataclasses.field(default_factory=list)
@@ -135,6 +141,7 @@ class RunState:
     early_bird_masks: list = dataclasses.field(default_factory=list)
     dense: dict | None = None
     round_masks: list = dataclasses.field(default_factory=list)
+    best_test: dict = dataclasses.field(default_factory=dict)
 
 
 def write_state(path, config, run, live=None):
@@ -376,6 +383,8 @@ def _read_meta(data, path):
         and all(_is_count(n) for n in counts.values())
     ):
         raise _refused(path, f"its 'counts' entry is damaged: {counts!r}")
+    for key in _OPTIONAL_FIELDS:
+        meta.setdefault(key, {})
     missing = [key for key in ("config", *_FIELDS) if key not in meta]
     if missing:
         raise _refused(path, f"its 'meta' entry lacks {missing}")

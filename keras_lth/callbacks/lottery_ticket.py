@@ -24,11 +24,16 @@ from keras_lth.callbacks import checkpoint
 from keras_lth.callbacks import imp_step
 from keras_lth.callbacks import rewind_state
 from keras_lth.callbacks.checkpoint import CHECKPOINT_NAME
+from keras_lth.callbacks.imp_step import OUTPUT_LAYER_RATE_FACTOR
+from keras_lth.callbacks.imp_step import tensor_rates
+from keras_lth.callbacks.round_results import best_epoch_index
 from keras_lth.callbacks.round_results import monitor_in_logs
 from keras_lth.callbacks.round_results import plain_logs
 from keras_lth.callbacks.round_results import round_line
 from keras_lth.callbacks.round_results import round_row
 from keras_lth.callbacks.sparsity_summaries import SparsitySummaries
+from keras_lth.callbacks.test_metrics import check_test_data
+from keras_lth.callbacks.test_metrics import evaluate_test
 from keras_lth.masking import get_masks
 from keras_lth.masking import get_prunable_weights
 from keras_lth.masking import require_prunable_tensors
@@ -41,11 +46,6 @@ __all__ = [
     "LotteryTicket",
     "tensor_rates",
 ]
-
-#: The paper prunes the output layer at half the rate of the hidden layers
-#: (for LeNet-300-100: 20% hidden, 10% output). `LotteryTicket` does the same
-#: by default for the last prunable layer, unless `layer_rates` names it.
-OUTPUT_LAYER_RATE_FACTOR = 0.5
 
 
 class LotteryTicket(keras.callbacks.Callback):
@@ -68,15 +68,20 @@ class LotteryTicket(keras.callbacks.Callback):
             The last prunable layer defaults to half of `prune_rate`.
         block: Optional `(rows, cols)` block, or `{"layer/weight": block}`;
             see `keras_lth.pruning` for the orientation.
-        rewind: `"init"`, a step `k`, `"epoch:K"`, `"reinit"`, `"lr"` or
-            `"none"`; see `keras_lth.rewind`.
+        rewind: `"init"`, a step `k`, `"epoch:K"`, `"reinit_each_round"`,
+            `"lr"` or `"none"`; see `keras_lth.rewind`. The paper's
+            random-reinit control is `keras_lth.controls.reinit`.
         one_shot: Prune round 0's weights straight to each round's target.
         early_bird: End each round but the last once the mask settles.
         early_bird_distance: Mask distance under which it settles, in (0, 1).
         early_bird_window: Earlier epochs' masks the newest is compared with.
         monitor: Metric whose best epoch is a round's early-stopping point.
         mode: `"min"`, `"max"` or `"auto"` (`keras_lth.results.metric_direction`).
-        seed: Seed for `"random"` and `"reinit"`; drawn at random if None.
+        test_data: Optional `(x, y)` or dataset: each round's row gets
+            `test`, the metrics of its early-stopping epoch's weights on it
+            (see `keras_lth.callbacks.test_metrics`).
+        seed: Seed for `"random"` and `"reinit_each_round"`; drawn at
+            random if None.
         checkpoint_dir: Folder where the run is saved at every epoch end and
             resumed from, or a `keras.callbacks.BackupAndRestore` (its folder).
         log_dir: Folder for `keras_lth.SparsitySummaries` (TensorBoard).
@@ -108,6 +113,7 @@ class LotteryTicket(keras.callbacks.Callback):
         early_bird_window=4,
         monitor="val_loss",
         mode="auto",
+        test_data=None,
         seed=None,
         checkpoint_dir=None,
         log_dir=None,
@@ -134,7 +140,7 @@ class LotteryTicket(keras.callbacks.Callback):
                 "one_shot=True prunes round 0's trained weights and trains "
                 "each ticket from the rewind point, so it needs a rewind "
                 f"point. Received: rewind={self.rewind!r}. Use 'init', an int "
-                "step, 'epoch:K' or 'reinit'."
+                "step, 'epoch:K' or 'reinit_each_round'."
             )
         self.early_bird = bool(early_bird)
         if self.early_bird and strategy == "random":
@@ -149,6 +155,7 @@ class LotteryTicket(keras.callbacks.Callback):
         self.early_bird_window = check_count(early_bird_window, "early_bird_window")
         self.monitor = monitor
         self.mode = check_choice(mode, "mode", ("auto", "min", "max"))
+        self.test_data = check_test_data(test_data)
         self._seed_given = seed is not None
         self.seed = (
             int(np.random.default_rng().integers(2**31)) if seed is None else seed
@@ -203,7 +210,10 @@ class LotteryTicket(keras.callbacks.Callback):
         clone = self.__class__.__new__(self.__class__)
         memo[id(self)] = clone
         for name, value in self.__dict__.items():
-            value = None if name == "_model" else copy.deepcopy(value, memo)
+            if name == "_model":
+                value = None
+            elif name != "test_data":  # Shared, not copied for every trial.
+                value = copy.deepcopy(value, memo)
             setattr(clone, name, value)
         return clone
 
@@ -302,6 +312,9 @@ class LotteryTicket(keras.callbacks.Callback):
             (logs, self._optimizer_step() - self._run.round_start_step)
         )
         round_index = len(self.results)
+        if self.test_data is not None and self._is_best_epoch_so_far():
+            # Now, before any callback or pruning step changes the weights.
+            self._run.best_test = evaluate_test(self.model, self.test_data)
         if self._run.snapshot is None and self._reached_rewind_point():
             self._run.snapshot = rewind_state.take_snapshot(self.model)
         if len(self._run.history) == self.epochs_per_round or self._early_bird_stops(
@@ -337,6 +350,19 @@ class LotteryTicket(keras.callbacks.Callback):
         """Optimizer steps of round 0 taken in the epochs done so far."""
         return self._run.history[-1][1] if self._run.history else 0
 
+    def _round_monitor(self):
+        """The monitored metric and its mode, fixed at a round's first epoch."""
+        run = self._run
+        if len(run.history) == 1:
+            run.monitor_used = monitor_in_logs(run.monitor_used, run.history[0][0])
+        mode = self.mode if run.monitor_used == self.monitor else "auto"
+        return run.monitor_used, mode
+
+    def _is_best_epoch_so_far(self):
+        monitor, mode = self._round_monitor()
+        history = self._run.history
+        return best_epoch_index(history, monitor=monitor, mode=mode) == len(history) - 1
+
     def _early_bird_stops(self, round_index):
         """Whether the mask pruning would give has settled (You et al. 2020).
 
@@ -361,17 +387,19 @@ class LotteryTicket(keras.callbacks.Callback):
 
     def _end_round(self, round_index):
         run = self._run
-        run.monitor_used = monitor_in_logs(run.monitor_used, run.history[0][0])
+        monitor, mode = self._round_monitor()
         masks = get_masks(self.model)
         self._check_pruned_weights_stayed_zero(masks)
         row = round_row(
             round_index,
             run.history,
             masks,
-            monitor=run.monitor_used,
-            mode=self.mode if run.monitor_used == self.monitor else "auto",
+            monitor=monitor,
+            mode=mode,
             epochs_per_round=self.epochs_per_round,
         )
+        if self.test_data is not None:
+            row["test"], run.best_test = run.best_test, {}
         run.results.append(row)
         run.round_masks.extend(mask.astype(bool) for mask in masks.values())
         if self._summaries is not None:
@@ -564,41 +592,6 @@ class LotteryTicket(keras.callbacks.Callback):
             "mode": self.mode,
             "seed": self.seed if seed is None else seed,
         }
-
-
-def tensor_rates(tensors, *, prune_rate, layer_rates, strategy):
-    """The pruning rate of each prunable tensor, as `LotteryTicket` uses it.
-
-    A layer named in `layer_rates` gets its own rate; the last prunable layer
-    (the output layer) gets `prune_rate * OUTPUT_LAYER_RATE_FACTOR` unless
-    named (not with `strategy="global"`); every other layer gets `prune_rate`.
-
-    Args:
-        tensors: `keras_lth.masking.prunable_tensors(model)`.
-        prune_rate: The default rate.
-        layer_rates: Dict `{layer_name: rate}`.
-        strategy: One of `keras_lth.pruning.STRATEGIES`.
-
-    Returns:
-        Dict `{tensor key: rate}`.
-
-    Raises:
-        ValueError: If `layer_rates` names a layer that is not prunable.
-    """
-    layer_names = {layer.name for layer, _ in tensors.values()}
-    unknown = sorted(set(layer_rates) - layer_names)
-    if unknown:
-        raise ValueError(
-            f"`layer_rates` names layers that are not prunable: {unknown}. "
-            f"Prunable layers: {sorted(layer_names)}"
-        )
-    rates = dict(layer_rates)
-    if strategy != "global" and tensors:
-        output_layer = list(tensors.values())[-1][0].name
-        rates.setdefault(output_layer, prune_rate * OUTPUT_LAYER_RATE_FACTOR)
-    return {
-        key: rates.get(layer.name, prune_rate) for key, (layer, _) in tensors.items()
-    }
 
 
 def _block_config(block):

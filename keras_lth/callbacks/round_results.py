@@ -16,7 +16,13 @@ import numpy as np
 
 from keras_lth.results import metric_direction
 
-__all__ = ["monitor_in_logs", "plain_logs", "round_line", "round_row"]
+__all__ = [
+    "best_epoch_index",
+    "monitor_in_logs",
+    "plain_logs",
+    "round_line",
+    "round_row",
+]
 
 
 def plain_logs(logs):
@@ -34,6 +40,29 @@ def monitor_in_logs(monitor, logs):
         stacklevel=3,
     )
     return "loss"
+
+
+def best_epoch_index(history, *, monitor, mode):
+    """The index of the round's early-stopping epoch in `history`.
+
+    The first epoch where `monitor` is best (lowest for `mode="min"`,
+    highest for `"max"`; `"auto"` asks `keras_lth.results.metric_direction`).
+    Epochs that did not log `monitor` are passed over. `LotteryTicket` asks
+    at every epoch end whether the newest epoch is it so far, and at the
+    round's end which one it was: the one rule for both.
+    """
+    if mode == "auto":
+        mode = metric_direction(monitor)
+    values = [logs.get(monitor) for logs, _ in history]
+    best = 0
+    for i, value in enumerate(values):
+        if value is None:
+            continue
+        if values[best] is None or (
+            value > values[best] if mode == "max" else value < values[best]
+        ):
+            best = i
+    return best
 
 
 def round_row(round_index, history, masks, *, monitor, mode, epochs_per_round):
@@ -55,17 +84,10 @@ def round_row(round_index, history, masks, *, monitor, mode, epochs_per_round):
         `best_step` (steps in the round up to that epoch's end) where
         `monitor` was best; `best` and `final` (the scalar logs of that epoch
         and of the last one); `monitor`; `epochs` (trained) and
-        `epochs_skipped` (saved by early-bird).
+        `epochs_skipped` (saved by early-bird). `LotteryTicket(test_data=...)`
+        adds `test`: the test metrics of the early-stopping epoch's weights.
     """
-    if mode == "auto":
-        mode = metric_direction(monitor)
-    values = [logs.get(monitor) for logs, _ in history]
-    best_index = 0
-    for i, value in enumerate(values):
-        if value is None:
-            continue
-        if value > values[best_index] if mode == "max" else value < values[best_index]:
-            best_index = i
+    best_index = best_epoch_index(history, monitor=monitor, mode=mode)
     kept = sum(float(np.sum(m)) for m in masks.values())
     total = sum(m.size for m in masks.values())
     best_logs, best_step = history[best_index]

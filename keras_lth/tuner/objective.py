@@ -17,8 +17,8 @@ import numpy as np
 from keras_lth._checks import check_choice
 from keras_lth._checks import check_fraction
 from keras_lth.callbacks.imp_step import count_kept
+from keras_lth.callbacks.imp_step import tensor_rates
 from keras_lth.callbacks.lottery_ticket import LotteryTicket
-from keras_lth.callbacks.lottery_ticket import tensor_rates
 from keras_lth.masking import get_masks
 from keras_lth.masking import require_prunable_tensors
 from keras_lth.pruning import target_count
