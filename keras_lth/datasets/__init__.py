@@ -12,6 +12,8 @@ Each loader returns a `Splits`: numpy arrays for `train`, `validation` and
   in the layout of `keras.datasets` (`x_train`, `y_train`, `x_test`,
   `y_test`).
 * `load(name, ...)` dispatches on the name.
+* `ShuffledBatches`: an endless shuffled stream of batches, so that `fit`
+  with `steps_per_epoch=N` validates every N steps.
 
 When only a test set is at hand (the official 10,000 MNIST test images, say),
 it is split into train / validation / test (8,000 / 1,000 / 1,000 by default)
@@ -30,6 +32,7 @@ The loaders live in `keras_lth.datasets.loaders`, the file readers in
 `keras_lth.datasets.sources` and the splitting in `keras_lth.datasets.splits`.
 """
 
+from keras_lth.datasets.batches import ShuffledBatches
 from keras_lth.datasets.loaders import NAMES
 from keras_lth.datasets.loaders import load
 from keras_lth.datasets.loaders import load_cifar10
@@ -40,6 +43,7 @@ from keras_lth.datasets.splits import Splits
 
 __all__ = [
     "NAMES",
+    "ShuffledBatches",
     "Splits",
     "load",
     "load_cifar10",
