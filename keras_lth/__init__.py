@@ -22,6 +22,7 @@ _EXPORTS = {
     "GradualPruning": "keras_lth.callbacks",
     "LiteRTExportError": "keras_lth.litert",
     "LotteryTicket": "keras_lth.callbacks",
+    "branches": "keras_lth.branches",
     "SparsitySummaries": "keras_lth.callbacks",
     "controls": "keras_lth.controls",
     "datasets": "keras_lth.datasets",
