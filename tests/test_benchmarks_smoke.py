@@ -127,20 +127,49 @@ MNIST = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist
 @pytest.mark.skipif(not MNIST.exists(), reason=f"MNIST test set not in {MNIST}")
 def test_reproduce_lenet_dry_run_writes_its_table_plot_and_json(tmp_path):
     completed = run_benchmark(
-        "reproduce_lenet.py", "--dry-run", "--output", str(tmp_path), timeout=300
+        "reproduce_lenet.py",
+        "--dry-run",
+        "--seeds",
+        "2",
+        "--workers",
+        "2",
+        "--output",
+        str(tmp_path),
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     out = completed.stdout
-    assert "| weights remaining | ticket test acc %" in out
+    assert "| weights remaining | winning ticket | random reinit |" in out
     assert "Dense test accuracy: ours" in out
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results["runs"]) == {"imp", "reinit", "random"}
-    for runs in results["runs"].values():
-        rows = runs[0]
-        assert [r["round"] for r in rows] == [0, 1]
-        assert all(0 <= r["best"]["test_accuracy"] <= 1 for r in rows)
+    runs = results["runs"]
+    assert set(runs) == {"imp", "reinit", "random"}
+    assert [[r["round"] for r in rows] for rows in runs["imp"]] == [[0, 1]] * 2
+    # The controls are branches of round 1, the dry run's one level.
+    for control in ("reinit", "random"):
+        assert [[r["round"] for r in rows] for rows in runs[control]] == [[1]] * 2
+    for rows in runs.values():
+        for row in (row for seed in rows for row in seed):
+            assert 0 <= row["test"]["accuracy"] <= 1
+    level = tmp_path / "seed_1" / "levels" / "round_01_80.0pct"
+    assert (level / "masks.npz").exists()
+    assert (tmp_path / "seed_1" / "branches" / "reinit" / level.name).is_dir()
     assert (tmp_path / "reproduce_lenet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "report.md").read_text().startswith("## LeNet-300-100")
+
+    # Run again: everything is done, so nothing trains.
+    again = run_benchmark(
+        "reproduce_lenet.py",
+        "--dry-run",
+        "--seeds",
+        "2",
+        "--output",
+        str(tmp_path),
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert ": IMP, 2 rounds" in completed.stdout and ": branch 1/" in completed.stdout
+    assert ": IMP, 2 rounds" not in again.stdout and ": branch 1/" not in again.stdout
 
 
 @pytest.mark.skipif(not MNIST.exists(), reason=f"MNIST test set not in {MNIST}")
