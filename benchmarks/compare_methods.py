@@ -4,10 +4,11 @@ What it measures
     For each method, the test accuracy of the sparse LeNet-300-100 it
     produces at about 21%, 7% and 3.6% of the prunable weights remaining
     (the paper's rates reach them at IMP rounds 7, 12 and 15: 21.1%, 7.0% and
-    3.6%), and the training it spent to produce those three networks:
+    3.6%), and the training iterations it spent to produce those networks:
 
     * IMP, rewind to init (Frankle & Carbin 2019): `LotteryTicket(rewind="init")`.
-    * IMP, late rewind (Frankle et al. 2019): `rewind="epoch:1"` by default.
+    * IMP, late rewind (Frankle et al. 2020): `rewind="epoch:1"` by default,
+      the weights at the first validation check (--eval-every iterations).
     * IMP, LR rewinding (Renda et al. 2020): `rewind="lr"`.
     * IMP, fine-tuning: `rewind="none"`.
     * gradual magnitude pruning (Zhu & Gupta 2017): `GradualPruning` with
@@ -23,61 +24,95 @@ What it measures
     * SNIP (Lee et al. 2019) and SynFlow (Tanaka et al. 2020): masks at
       init from `keras_lth.pruning_at_init` to each target sparsity (one
       global ranking), then one training per target.
-    * controls of the paper: random reinit (`rewind="reinit"`) and random
-      pruning (`strategy="random"`).
+    * the paper's two controls, as branches of the "IMP, rewind to init"
+      run (`keras_lth.branches`): the masks of its round nearest each target
+      are set on a freshly built model (the seed of the IMP run, so the same
+      initial weights θ0), then `keras_lth.controls.reinit` draws the
+      surviving weights afresh ("random reinit"), or
+      `keras_lth.controls.random_prune` replaces the masks by random ones
+      with the same count per tensor and keeps θ0 ("random pruning"). Each
+      branch trains once, like a round.
 
     Accuracy is measured on the held-out test images at each training's
-    early-stopping point: a callback evaluates the test set at every epoch
-    end, and the epoch taken is the one where val_loss was best in the round
-    (`row["best_epoch"]`; for gradual pruning, the best epoch once the
-    schedule has reached its target). For the IMP-style methods the round
-    whose weights remaining is closest (in ratio) to each target is taken,
-    and its actual weights remaining is printed. SNIP, SynFlow and gradual
-    pruning are given exactly the weights remaining of those rounds.
+    early-stopping point, the validation check of least val_loss. Every
+    training but gradual pruning's runs under a `LotteryTicket` given
+    `test_data` (a one-round ticket for SNIP, SynFlow and the controls), so a
+    row's `row["test"]["accuracy"]` is that of the weights at that check.
+    Gradual pruning changes its masks as it trains, so it evaluates the test
+    set at every check itself and takes the check of least val_loss among
+    those at its target sparsity. For the IMP-style methods the round whose
+    weights remaining is closest (in ratio) to each target is taken, and its
+    actual weights remaining is printed. SNIP, SynFlow and gradual pruning
+    are given exactly the weights remaining of those rounds.
 
-    "epochs spent" counts the training epochs the method needs to produce
-    the three networks: the IMP-style methods (the controls included) sum
-    their rounds' epochs up to the sparsest point; one-shot counts round 0
-    and the three tickets' trainings; SNIP, SynFlow and gradual pruning one
-    training per target. "epochs run" is what this benchmark trained: one-shot
-    trains all its rounds, to draw the whole curve.
+    "iters spent" counts the training iterations (batches of 60) the method
+    needs to produce the three networks: the IMP-style methods sum their
+    rounds up to the sparsest point; one-shot counts round 0 and the three
+    tickets' trainings; SNIP, SynFlow and gradual pruning one training per
+    target. Random reinit needs the IMP masks, so it counts the "IMP, rewind
+    to init" rounds up to its sparsest level plus its three trainings.
+    Random pruning needs only the count of weights per tensor, which the
+    pruning rates give without training, so it counts its three trainings.
+    "iters run" is what this benchmark trained for the row: one-shot trains
+    all its rounds, to draw the whole curve; the controls' IMP run is in the
+    "IMP, rewind to init" row.
 
 Setup (the paper's LeNet-300-100 settings, Frankle & Carbin 2019, Figure 2)
     `keras_lth.models.get_preset("lenet_300_100")`: Gaussian Glorot init,
     Adam 1.2e-3, batch 60, layerwise pruning of 20% per round of the hidden
     layers and 10% of the output layer. Every method starts from the same
-    initial weights (per seed), with the same data order.
+    initial weights (per seed) and draws its batches in the same order
+    (`keras_lth.datasets.ShuffledBatches`), validating every --eval-every
+    iterations (`fit(steps_per_epoch=...)`).
 
-    Data: the official MNIST *test* set (10,000 images, `../shared/data/mnist`,
-    read by `keras_lth.datasets`), split 8,000 train / 1,000 validation /
-    1,000 test with a fixed seed. The 60,000-image training set is not
-    available offline, so the numbers are not comparable with the paper's.
-    `--data digits` uses scikit-learn's bundled 8x8 digits instead.
+    Data, full mode: the official MNIST in `../shared/data/mnist-full`, read
+    by `keras_lth.datasets.load_mnist`: 55,000 training and 5,000 validation
+    images drawn from the 60,000 training images (--split-seed), and the
+    official 10,000 test images. `--quick` and `--dry-run` use the official
+    test set alone (`../shared/data/mnist`), split 8,000 train / 1,000
+    validation / 1,000 test: fast, for smoke tests; their numbers are not
+    comparable with the paper's. `--data digits` uses scikit-learn's
+    bundled 8x8 digits instead, in any mode.
 
 Budget
-    Full mode: 8 epochs per IMP round (1,072 steps of batch 60 on 8,000
-    images; the paper trains 50,000 steps on 55,000), 16 rounds, one seed.
-    About 1,100 epochs over all methods: 22 minutes on 2 CPU cores shared with
-    other work (load average 6 to 11).
+    Full mode, on the JAX backend (--backend), sized for about 20 minutes on
+    one CPU core: IMP runs of 16 rounds (0 to 15) of 4,000 iterations (4.4
+    passes over the 55,000 images; the paper trains 50,000 per round),
+    validating every 200. Five IMP-style runs and one-shot train 16 rounds
+    each, and gradual pruning, SNIP, SynFlow and the two controls one
+    training per target: 111 trainings, 444,000 iterations at most
+    (early-bird's rounds stop sooner). An estimate, not a timed run: at
+    about 2 ms per iteration on one core the steps take at most 15 minutes; a
+    validation pass (5,000 images, as many FLOPs as ~28 iterations) at each
+    of the ~2,200 checks adds 2 to 3; the test evaluations (10,000 images,
+    each time a round's best check moves) 1 to 4; compiling (one model, and
+    a fresh one per control branch), pruning and SynFlow about 1: 19 to 23
+    minutes in all.
 
 Reproduce (from the repository root):
 
-    python benchmarks/compare_methods.py                  # full, ~22 minutes
-    python benchmarks/compare_methods.py --quick          # ~2-3 minutes
-    python benchmarks/compare_methods.py --dry-run        # every path, < 60 s
+    taskset -c 0 python benchmarks/compare_methods.py     # full, on one core
+    python benchmarks/compare_methods.py --quick          # 75 s of CPU time
+    python benchmarks/compare_methods.py --dry-run        # 25 s of CPU time
     python benchmarks/compare_methods.py --data digits    # offline fallback
 
-`--quick` trains 4 epochs per round on 2,000 images at 50% (hidden) / 25%
-(output) per round, so 6 rounds reach the targets; its figures are only
-indicative. `--dry-run` trains 1 epoch per round on 200 images, 70% / 35%
-per round (4 rounds), 5 SynFlow iterations: it checks that every method
-runs, its figures mean nothing.
+`--quick` trains 400 iterations per round (validating every 50) on the
+8,000-image split at 50% (hidden) / 25% (output) per round, so 6 rounds
+reach the targets; its figures are only indicative. `--dry-run` trains 8
+iterations per round (validating every 4) on 200 images, 70% / 35% per
+round (4 rounds), 5 SynFlow iterations: it checks that every method runs,
+its figures mean nothing. (They took 4 and 2 minutes of wall time on 2 cores
+with a load average of 10.)
 
 Outputs, in --output (default runs/compare_methods): `results.json` (every
 row of every run, the points, the settings), `compare_methods.png` (test
-accuracy and training epochs against weights remaining) and `table.txt`.
-If the MNIST folder is missing, the script prints why and exits with 0
-without training (use --data digits).
+accuracy and training iterations against weights remaining), `table.txt`,
+and `seed_<s>/levels/` and `seed_<s>/branches/` laid out by
+`keras_lth.branches` (the masks of each level and of each control branch,
+and each branch's results row). Those two folders are emptied when a run
+starts, so no branch of an earlier run is reused. If the MNIST folder is
+missing, the script prints why and exits with 0 without training (use
+--mnist-dir, or --data digits).
 """
 
 import argparse
@@ -87,18 +122,21 @@ import math
 import os
 import pathlib
 import platform
+import shutil
 import sys
-import tempfile
 import textwrap
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-DEFAULT_MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
+DATA = ROOT.parent / "shared" / "data"
+FULL_MNIST_DIR = DATA / "mnist-full"  # The official 60,000 + 10,000 images.
+SMALL_MNIST_DIR = DATA / "mnist"  # The official 10,000 test images alone.
 DEFAULT_OUTPUT = "runs/compare_methods"
 TARGETS = (0.21, 0.07, 0.036)
 
 # method key: (table label, family). Families: "imp" (LotteryTicket rounds,
-# cumulative cost), "one_shot", "single" (one training per target).
+# cumulative cost), "one_shot", "single" (one training per target), "branch"
+# (a control trained once from each level of the "imp_init" run).
 METHODS = {
     "imp_init": ("IMP, rewind to init", "imp"),
     "imp_late": ("IMP, late rewind", "imp"),
@@ -109,8 +147,8 @@ METHODS = {
     "early_bird": ("early-bird IMP", "imp"),
     "snip": ("SNIP at init", "single"),
     "synflow": ("SynFlow at init", "single"),
-    "reinit": ("control: random reinit", "imp"),
-    "random": ("control: random pruning", "imp"),
+    "reinit": ("control: random reinit", "branch"),
+    "random": ("control: random pruning", "branch"),
 }
 
 
@@ -118,19 +156,24 @@ METHODS = {
 class Budget:
     """How much each method trains, per mode."""
 
-    epochs_per_round: int
+    iterations_per_round: int  # Optimizer steps (batches of 60) per training.
+    eval_every: int  # Iterations between validation checks.
     train_size: int | None  # None: the whole training split.
     eval_size: int | None  # Validation and test images; None: all.
     prune_rate: float  # Hidden layers, per round.
     output_rate: float  # Output layer, per round.
-    early_bird_window: int
+    early_bird_window: int  # Validation checks.
     synflow_iterations: int
+
+    @property
+    def checks_per_round(self):
+        return self.iterations_per_round // self.eval_every
 
 
 BUDGETS = {
-    "full": Budget(8, None, None, 0.2, 0.1, 4, 100),
-    "quick": Budget(4, 2000, None, 0.5, 0.25, 2, 100),
-    "dry-run": Budget(1, 200, 200, 0.7, 0.35, 1, 5),
+    "full": Budget(4000, 200, None, None, 0.2, 0.1, 4, 100),
+    "quick": Budget(400, 50, None, None, 0.5, 0.25, 2, 100),
+    "dry-run": Budget(8, 4, 200, 200, 0.7, 0.35, 1, 5),
 }
 
 
@@ -140,44 +183,53 @@ BUDGETS = {
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="Compare IMP variants, gradual pruning, one-shot, early-bird, "
-        "SNIP, SynFlow and the random controls on LeNet-300-100: test "
+        "SNIP, SynFlow and the paper's two controls on LeNet-300-100: test "
         "accuracy at 21%, 7% and 3.6% weights remaining, and training cost.",
     )
     parser.add_argument(
         "--data",
         choices=("mnist", "digits"),
         default="mnist",
-        help="mnist: the official MNIST test set split 8,000/1,000/1,000 "
-        "(default); digits: scikit-learn's bundled 8x8 digits, offline.",
+        help="mnist: the official MNIST (default); digits: scikit-learn's "
+        "bundled 8x8 digits, offline.",
     )
     parser.add_argument(
         "--mnist-dir",
-        default=str(DEFAULT_MNIST_DIR),
-        help="Folder with t10k-images-idx3-ubyte.gz and t10k-labels-idx1-"
-        f"ubyte.gz. Default: {DEFAULT_MNIST_DIR}",
+        default=None,
+        help=f"Folder of MNIST IDX files. Default: {FULL_MNIST_DIR} (60,000 "
+        f"training + 10,000 test images); with --quick or --dry-run, "
+        f"{SMALL_MNIST_DIR} (the 10,000 test images alone).",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("jax", "tensorflow", "torch"),
+        default="jax",
+        help="Keras backend (default jax, which the full mode's budget assumes).",
     )
     parser.add_argument(
         "--output",
         default=DEFAULT_OUTPUT,
-        help=f"Folder for results.json, the PNG and table.txt "
-        f"(default {DEFAULT_OUTPUT}).",
+        help=f"Folder for results.json, the PNG, table.txt and the control "
+        f"branches (default {DEFAULT_OUTPUT}).",
     )
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="Tiny run (~2-3 minutes): 4 epochs per round on 2,000 images, "
-        "50%%/25%% pruned per round, 6 rounds. Indicative figures only.",
+        help="A few minutes: 400 iterations per round on the 8,000-image split "
+        "of the MNIST test set, 50%%/25%% pruned per round, 6 rounds. "
+        "Indicative figures only.",
     )
     parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="Every method for 1 epoch per round on 200 images, in under a "
-        "minute, for CI. Figures mean nothing. Takes precedence over --quick.",
+        help="Every method for 8 iterations per round on 200 images, for CI. "
+        "Figures mean nothing. Takes precedence over --quick.",
     )
     parser.add_argument(
         "--methods",
         default=",".join(METHODS),
-        help=f"Comma-separated subset of {list(METHODS)}. Default: all.",
+        help=f"Comma-separated subset of {list(METHODS)}. Default: all. "
+        "'reinit' and 'random' branch off 'imp_init', which must be included.",
     )
     parser.add_argument(
         "--seeds",
@@ -189,9 +241,22 @@ def parse_args(argv=None):
         "--split-seed",
         type=int,
         default=0,
-        help="Seed of the train/validation/test split (default 0).",
+        help="Seed of the train/validation(/test) split (default 0).",
     )
-    parser.add_argument("--epochs-per-round", type=int, default=None)
+    parser.add_argument(
+        "--iterations-per-round",
+        type=int,
+        default=None,
+        help="Training iterations per round (default 4,000; 400 with --quick, "
+        "8 with --dry-run).",
+    )
+    parser.add_argument(
+        "--eval-every",
+        type=int,
+        default=None,
+        help="Iterations between validation checks; must divide "
+        "--iterations-per-round (default 200; 50 with --quick, 4 with --dry-run).",
+    )
     parser.add_argument(
         "--train-size",
         type=int,
@@ -215,8 +280,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--late-rewind",
         default="epoch:1",
-        help="Rewind point of 'IMP, late rewind': 'epoch:K' or an int number "
-        "of optimizer steps (default epoch:1).",
+        help="Rewind point of 'IMP, late rewind': 'epoch:K' (after K "
+        "validation checks) or an int number of iterations (default epoch:1).",
     )
     parser.add_argument(
         "--gradual-fraction",
@@ -235,20 +300,22 @@ def parse_args(argv=None):
         "weights, unlike the IMP rows' 21%%.",
     )
     parser.add_argument(
-        "--verbose", action="store_true", help="Keras progress bars and round lines."
+        "--verbose", action="store_true", help="Keras progress and round lines."
     )
     args = parser.parse_args(argv)
 
     args.mode = "dry-run" if args.dry_run else "quick" if args.quick else "full"
-    budget = BUDGETS[args.mode]
+    if args.mnist_dir is None:
+        args.mnist_dir = str(FULL_MNIST_DIR if args.mode == "full" else SMALL_MNIST_DIR)
     overrides = {
-        "epochs_per_round": args.epochs_per_round,
+        "iterations_per_round": args.iterations_per_round,
+        "eval_every": args.eval_every,
         "train_size": args.train_size,
         "prune_rate": args.prune_rate,
         "output_rate": args.output_rate,
     }
-    args.budget = dataclasses.replace(
-        budget, **{k: v for k, v in overrides.items() if v is not None}
+    args.budget = budget = dataclasses.replace(
+        BUDGETS[args.mode], **{k: v for k, v in overrides.items() if v is not None}
     )
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
@@ -257,26 +324,38 @@ def parse_args(argv=None):
             f"--methods expects a comma-separated list from {list(METHODS)}. "
             f"Received: {args.methods!r}"
         )
-    args.methods = methods
+    if {"reinit", "random"} & set(methods) and "imp_init" not in methods:
+        parser.error(
+            "--methods: the controls 'reinit' and 'random' branch off the "
+            f"'imp_init' run; add imp_init. Received: {args.methods!r}"
+        )
+    args.methods = [m for m in METHODS if m in methods]  # imp_init first.
     try:
         args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
         parser.error(f"--seeds expects comma-separated ints. Received: {args.seeds!r}")
-    if not args.seeds:
-        parser.error("--seeds needs at least one seed.")
+    if not args.seeds or min(args.seeds) < 0:
+        parser.error(f"--seeds expects ints >= 0. Received: {args.seeds}")
     for name in ("prune_rate", "output_rate"):
-        if not 0.0 < getattr(args.budget, name) < 1.0:
+        if not 0.0 < getattr(budget, name) < 1.0:
             parser.error(f"--{name.replace('_', '-')} must be in (0, 1).")
-    if args.budget.epochs_per_round < 1:
-        parser.error("--epochs-per-round must be >= 1.")
+    if budget.eval_every < 1 or budget.iterations_per_round < 1:
+        parser.error("--iterations-per-round and --eval-every must be >= 1.")
+    if budget.iterations_per_round % budget.eval_every:
+        parser.error(
+            f"--eval-every {budget.eval_every} must divide --iterations-per-round "
+            f"{budget.iterations_per_round}."
+        )
     if not 0.0 < args.gradual_fraction <= 1.0:
         parser.error("--gradual-fraction must be in (0, 1].")
     late = args.late_rewind
     if late.isdigit():
         args.late_rewind = int(late)
+        if args.late_rewind > budget.iterations_per_round:
+            parser.error(f"--late-rewind {late} falls after round 0 ends.")
     elif not (late.startswith("epoch:") and late[6:].isdigit()):
         parser.error(f"--late-rewind expects 'epoch:K' or an int. Received: {late!r}")
-    elif int(late[6:]) > args.budget.epochs_per_round:
+    elif int(late[6:]) > budget.checks_per_round:
         parser.error(f"--late-rewind {late} falls after round 0 ends.")
     return args
 
@@ -310,7 +389,27 @@ def plan_rounds(sizes, rates, targets):
     return picked, max(picked) + 1, curve
 
 
+def planned_trainings(methods, rounds):
+    """The most trainings of one round's length that `methods` run, per seed."""
+    families = [METHODS[m][1] for m in methods]
+    return sum(rounds if f in ("imp", "one_shot") else len(TARGETS) for f in families)
+
+
 # ------------------------------------------------------------- helpers
+
+
+def _has_idx(folder, part):
+    """Whether `folder` holds MNIST's `part` ("t10k" or "train") IDX files."""
+    folder = pathlib.Path(folder)
+    return all(
+        (folder / f"{stem}.gz").is_file() or (folder / stem).is_file()
+        for stem in (f"{part}-images-idx3-ubyte", f"{part}-labels-idx1-ubyte")
+    )
+
+
+def _mnist_present(folder):
+    """Whether `folder` holds the MNIST test or training IDX files."""
+    return _has_idx(folder, "t10k") or _has_idx(folder, "train")
 
 
 def _load_data(args):
@@ -318,23 +417,20 @@ def _load_data(args):
 
     budget = args.budget
     if args.data == "mnist":
-        data = lth.datasets.load("mnist", path=args.mnist_dir, seed=args.split_seed)
+        data = lth.datasets.load_mnist(args.mnist_dir, seed=args.split_seed)
     else:
         data = lth.datasets.load("digits", seed=args.split_seed)
     train = _head(data.train, budget.train_size)
     validation = _head(data.validation, budget.eval_size)
     test = _head(data.test, budget.eval_size)
     note = data.note
-    if args.data == "mnist" and "training set" not in note.lower():
-        note += " The 60,000-image MNIST training set is not available offline."
-    if (len(train[0]), len(validation[0]), len(test[0])) != (
-        len(data.train[0]),
-        len(data.validation[0]),
-        len(data.test[0]),
+    sizes = (len(train[0]), len(validation[0]), len(test[0]))
+    if sizes != tuple(
+        len(pair[0]) for pair in (data.train, data.validation, data.test)
     ):
         note += (
-            f" This run uses the first {len(train[0]):,} / {len(validation[0]):,} "
-            f"/ {len(test[0]):,} of them."
+            f" This run uses the first {sizes[0]:,} / {sizes[1]:,} / {sizes[2]:,} "
+            "of them."
         )
     return data, train, validation, test, note
 
@@ -343,14 +439,6 @@ def _head(pair, n):
     if n is None:
         return pair
     return pair[0][:n], pair[1][:n]
-
-
-def _mnist_present(folder):
-    folder = pathlib.Path(folder)
-    return all(
-        (folder / f"{stem}.gz").is_file() or (folder / stem).is_file()
-        for stem in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-    )
 
 
 def _stratified_batch(x, y, per_class):
@@ -367,11 +455,17 @@ def _environment():
     import keras
 
     parts = [f"Keras {keras.__version__}", f"backend {keras.backend.backend()}"]
-    if keras.backend.backend() == "tensorflow":
+    if keras.backend.backend() == "jax":
+        import jax
+
+        parts.append(f"JAX {jax.__version__}")
+    elif keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         parts.append(f"TensorFlow {tf.__version__}")
     parts += [f"Python {platform.python_version()}", f"{os.cpu_count()} CPUs"]
+    if hasattr(os, "sched_getaffinity"):
+        parts.append(f"{len(os.sched_getaffinity(0))} usable by this process")
     return ", ".join(parts)
 
 
@@ -382,23 +476,6 @@ def _load_average():
         return "load average unavailable"
 
 
-def _write_atomic(path, write, mode="w"):
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; use the umask.
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 # --------------------------------------------------------------- runner
 
 
@@ -407,7 +484,9 @@ class Runner:
 
     Reusing the model keeps its compiled train, evaluation and predict
     functions: each method starts from the initial weights, all-ones masks
-    and a fresh Adam state, without tracing again.
+    and a fresh Adam state, without tracing again. The controls are the
+    exception: each branch gets a freshly built model (`build`), as
+    `keras_lth.controls` asks.
     """
 
     def __init__(self, args, seed, train, validation, test, input_shape):
@@ -418,20 +497,15 @@ class Runner:
         self.keras, self.lth = keras, lth
         self.args, self.budget, self.seed = args, args.budget, seed
         self.train, self.validation, self.test = train, validation, test
+        self.input_shape = input_shape
         self.preset = lth.models.get_preset("lenet_300_100")
-        keras.utils.set_random_seed(seed)
-        self.model = self.preset.build_model(input_shape=input_shape)
         self.loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        self.model.compile(
-            optimizer=keras.optimizers.Adam(self.preset.learning_rate),
-            loss=self.loss,
-            metrics=["accuracy"],
-        )
+        self.model = self.build()
+        self.initial_weights = [w.numpy() for w in self.model.weights]  # θ0
         self.model.optimizer.build(self.model.trainable_variables)
         self.initial = [v.numpy() for v in self.model.variables]
         self.initial_optimizer = [v.numpy() for v in self.model.optimizer.variables]
         self.batch_size = self.preset.batch_size
-        self.steps_per_epoch = math.ceil(len(train[0]) / self.batch_size)
         masks = lth.get_masks(self.model)
         self.sizes = {k: int(m.size) for k, m in masks.items()}
         self.output_key = next(k for k in masks if k.startswith("output/"))
@@ -442,8 +516,19 @@ class Runner:
             for k in masks
         }
 
+    def build(self):
+        """A freshly built, compiled LeNet-300-100: θ0 of this seed."""
+        self.keras.utils.set_random_seed(self.seed)
+        model = self.preset.build_model(input_shape=self.input_shape)
+        model.compile(
+            optimizer=self.preset.make_optimizer(),
+            loss=self.loss,
+            metrics=["accuracy"],
+        )
+        return model
+
     def reset(self):
-        """Initial weights, all-ones masks, fresh optimizer, same data order."""
+        """Initial weights, all-ones masks, fresh optimizer."""
         for variable, value in zip(self.model.variables, self.initial, strict=True):
             variable.assign(value)
         for variable, value in zip(
@@ -457,17 +542,43 @@ class Runner:
         masks = self.lth.get_masks(self.model)
         return sum(float(m.sum()) for m in masks.values()) / sum(self.sizes.values())
 
-    def fit(self, epochs, callbacks):
-        evaluator = _test_evaluator(self.keras)(*self.test, self)
-        self.model.fit(
-            *self.train,
-            validation_data=self.validation,
-            batch_size=self.batch_size,
-            epochs=epochs,
-            verbose=2 if self.args.verbose else 0,
-            callbacks=[evaluator, *callbacks],  # First: adds test_* to the logs.
+    def fit(self, model, checks, callbacks):
+        """`checks` validation checks, `eval_every` iterations apart.
+
+        The batches come in the same order for every method (and every
+        round of an IMP run continues the same stream).
+        """
+        batches = self.lth.datasets.ShuffledBatches(
+            *self.train, batch_size=self.batch_size, seed=self.seed
         )
-        return evaluator.history
+        model.fit(
+            batches,
+            steps_per_epoch=self.budget.eval_every,
+            epochs=checks,
+            shuffle=False,
+            validation_data=self.validation,
+            validation_batch_size=1000,
+            verbose=2 if self.args.verbose else 0,
+            callbacks=callbacks,
+        )
+
+    def ticket(self, rounds, **kwargs):
+        """A `LotteryTicket` of this budget that measures the test set."""
+        return self.lth.LotteryTicket(
+            rounds,
+            self.budget.checks_per_round,
+            monitor="val_loss",
+            test_data=self.test,
+            seed=self.seed,
+            verbose=1 if self.args.verbose else 0,
+            **kwargs,
+        )
+
+    def train_once(self, model):
+        """Trains `model` for one round's length; returns the ticket's row."""
+        once = self.ticket(1)
+        self.fit(model, once.total_epochs, [once])
+        return once.results[0]
 
     # ---------------------------------------------------------- methods
 
@@ -484,24 +595,56 @@ class Runner:
                 "early_bird": True,
                 "early_bird_window": budget.early_bird_window,
             },
-            "reinit": {"rewind": "reinit"},
-            "random": {"rewind": "init", "strategy": "random"},
         }[method]
-        ticket = self.lth.LotteryTicket(
-            rounds=rounds,
-            epochs_per_round=budget.epochs_per_round,
+        ticket = self.ticket(
+            rounds,
             prune_rate=budget.prune_rate,
             layer_rates={self.output_key.split("/")[0]: budget.output_rate},
-            seed=self.seed,
-            verbose=1 if self.args.verbose else 0,
             **kwargs,
         )
         self.reset()
-        self.fit(ticket.total_epochs, [ticket])
-        return [dict(row) for row in ticket.results], {
+        self.fit(self.model, ticket.total_epochs, [ticket])
+        settings = {
             k: v if isinstance(v, (int, float, str)) else str(v)
             for k, v in kwargs.items()
         }
+        return [dict(row) for row in ticket.results], settings, ticket
+
+    def branches(self, control, ticket, rounds, folder):
+        """The control trained once from each of `rounds` of the IMP `ticket`.
+
+        The levels (the masks of those rounds) are written under `folder`
+        first; `keras_lth.branches.run_branches` then trains the control on
+        a freshly built model per level.
+        """
+        branches = self.lth.branches
+        for round_index in sorted(set(rounds)):
+            branches.save_level(folder, ticket, round_index)
+        found = branches.run_branches(
+            folder,
+            self.build_fresh,
+            lambda model, name: self.train_once(model),
+            controls=(control,),
+            seed=self.seed,
+            log=print if self.args.verbose else lambda line: None,
+        )
+        rows = found[control]
+        levels = [row["level"] for row in rows]
+        return rows, {"levels": levels, "branch_folder": str(folder / "branches")}
+
+    def build_fresh(self):
+        """`build()`, checked to start from the IMP run's initial weights."""
+        import numpy as np
+
+        model = self.build()
+        for weight, initial in zip(model.weights, self.initial_weights, strict=True):
+            if not np.array_equal(weight.numpy(), initial):
+                raise RuntimeError(
+                    "A freshly built model with seed "
+                    f"{self.seed} does not start from the IMP run's initial "
+                    f"weights ({weight.path} differs)."
+                )
+        return model
 
     def at_init(self, method, weights_remaining):
         """SNIP or SynFlow masks at init for each target, one training each."""
@@ -526,9 +669,7 @@ class Runner:
             self.lth.set_masks(self.model, masks)
             mask_seconds = time.perf_counter() - start
             layers = {k: float(m.mean()) for k, m in masks.items()}
-            self.keras.utils.set_random_seed(self.seed)
-            history = self.fit(self.budget.epochs_per_round, [])
-            rows.append(self._row(i, history))
+            rows.append({**self.train_once(self.model), "round": i})
             details.append(
                 {
                     "sparsity": sparsity,
@@ -541,9 +682,9 @@ class Runner:
 
     def gradual(self, weights_remaining):
         """GradualPruning to each target over one training of one round's length."""
-        epochs = self.budget.epochs_per_round
-        total_steps = epochs * self.steps_per_epoch
-        frequency = max(1, self.steps_per_epoch // 4)
+        budget = self.budget
+        total_steps = budget.iterations_per_round
+        frequency = max(1, budget.eval_every // 4)
         end_step = math.ceil(self.args.gradual_fraction * total_steps / frequency)
         end_step = min(end_step * frequency, (total_steps - 1) // frequency * frequency)
         rows, details = [], []
@@ -559,11 +700,12 @@ class Runner:
             pruner = self.lth.GradualPruning(
                 schedule, strategy=self.args.gradual_strategy
             )
-            history = self.fit(epochs, [pruner])
-            # Early stopping only among epochs that ended at the target.
+            checks = _check_recorder(self.keras)(self)
+            self.fit(self.model, budget.checks_per_round, [pruner, checks])
+            # Early stopping only among the checks made at the target.
             slack = len(self.sizes) / sum(self.sizes.values())  # Rounding.
-            reached = [h["weights_remaining"] <= remaining + slack for h in history]
-            rows.append(self._row(i, history, eligible=reached))
+            reached = [c["weights_remaining"] <= remaining + slack for c in checks.log]
+            rows.append(self._row(i, checks.log, eligible=reached))
             details.append(
                 {
                     "schedule": schedule.get_config(),
@@ -577,112 +719,128 @@ class Runner:
             )
         return rows, {"targets": details}
 
-    def _row(self, index, history, eligible=None):
-        """A `LotteryTicket`-like results row for one training."""
-        candidates = [
-            i for i, _ in enumerate(history) if eligible is None or eligible[i]
-        ] or [len(history) - 1]
-        best = min(candidates, key=lambda i: history[i].get("val_loss", math.inf))
-        metrics = ("loss", "accuracy", "val_loss", "val_accuracy")
-        metrics += ("test_loss", "test_accuracy")
-
-        def pick(entry):
-            return {k: entry[k] for k in metrics if k in entry}
-
+    def _row(self, index, log, eligible):
+        """A `LotteryTicket`-like results row from `_check_recorder`'s log."""
+        candidates = [i for i in range(len(log)) if eligible[i]] or [len(log) - 1]
+        best = min(candidates, key=lambda i: log[i]["logs"].get("val_loss", math.inf))
         return {
             "round": index,
-            "weights_remaining": history[-1]["weights_remaining"],
+            "weights_remaining": log[-1]["weights_remaining"],
             "best_epoch": best + 1,
-            "best_step": (best + 1) * self.steps_per_epoch,
-            "best": pick(history[best]),
-            "final": pick(history[-1]),
+            "best_step": (best + 1) * self.budget.eval_every,
+            "best": log[best]["logs"],
+            "final": log[-1]["logs"],
             "monitor": "val_loss",
-            "epochs": len(history),
+            "epochs": len(log),
             "epochs_skipped": 0,
+            "test": log[best]["test"],
         }
 
 
-def _test_evaluator(keras):
-    import numpy as np
+def _check_recorder(keras):
+    import keras_lth.callbacks.test_metrics as test_metrics
 
-    class TestSetEvaluator(keras.callbacks.Callback):
-        """Evaluates the test set at every epoch end; adds test_* to the logs.
+    class CheckRecorder(keras.callbacks.Callback):
+        """Records, at every check, the logs, the test metrics and the sparsity.
 
-        Placed first in `callbacks`, so the `LotteryTicket` after it records
-        test_accuracy in each row's `best` (its early-stopping epoch) and
-        `final` metrics. Uses `predict_on_batch`, so the compiled metrics of
-        `fit` are left alone.
+        For gradual pruning, whose masks change while it trains: the test
+        metrics are `keras_lth.callbacks.test_metrics.evaluate_test`'s, as
+        `LotteryTicket(test_data=...)` measures them.
         """
 
-        def __init__(self, x, y, runner):
+        def __init__(self, runner):
             super().__init__()
-            self.x, self.y, self.runner = x, y, runner
+            self.runner = runner
 
         def on_train_begin(self, logs=None):
-            self.history = []
+            self.log = []
 
         def on_epoch_end(self, epoch, logs=None):
-            logits = np.asarray(self.model.predict_on_batch(self.x), np.float64)
-            shifted = logits - logits.max(axis=1, keepdims=True)
-            log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-            if logs is None:
-                logs = {}
-            logs["test_accuracy"] = float(np.mean(logits.argmax(1) == self.y))
-            logs["test_loss"] = float(-log_probs[np.arange(len(self.y)), self.y].mean())
-            entry = {k: float(v) for k, v in logs.items() if np.ndim(v) == 0}
-            entry["weights_remaining"] = self.runner.weights_remaining()
-            self.history.append(entry)
+            scalars = {k: float(v) for k, v in (logs or {}).items()}
+            self.log.append(
+                {
+                    "logs": scalars,
+                    "test": test_metrics.evaluate_test(self.model, self.runner.test),
+                    "weights_remaining": self.runner.weights_remaining(),
+                }
+            )
 
-    return TestSetEvaluator
+    return CheckRecorder
 
 
 # --------------------------------------------------------- bookkeeping
 
 
-def points_and_cost(family, rows, targets):
-    """The rows nearest each target, and the epochs needed to produce each."""
+def points_and_cost(family, rows, targets, eval_every, prior=None):
+    """The rows nearest each target, and the iterations needed to produce each.
+
+    Args:
+        family: The method's family (see `METHODS`).
+        rows: Its results rows (one per round, target or level).
+        targets: Fractions of weights remaining.
+        eval_every: Iterations per validation check (a row's `epochs`).
+        prior: Per row, iterations of another run that the row's network
+            needs first (random reinit: the IMP rounds up to its level).
+    """
     if family == "single":
         picked = list(range(len(rows)))
     else:
         remaining = [row["weights_remaining"] for row in rows]
         picked = [closest(remaining, t) for t in targets]
-    epochs = [row["epochs"] for row in rows]
+    iterations = [row["epochs"] * eval_every for row in rows]
+    prior = prior or [0] * len(rows)
 
     def produce(i):
         if family == "imp":
-            return sum(epochs[: i + 1])
+            return sum(iterations[: i + 1])
         if family == "one_shot":
-            return epochs[0] + (epochs[i] if i else 0)
-        return epochs[i]
+            return iterations[0] + (iterations[i] if i else 0)
+        return prior[i] + iterations[i]
 
     points = [
         {
             "target": target,
             "row": i,
+            "round": rows[i]["round"],
             "weights_remaining": rows[i]["weights_remaining"],
-            "test_accuracy": rows[i]["best"]["test_accuracy"],
+            "test_accuracy": rows[i]["test"]["accuracy"],
             "val_accuracy": rows[i]["best"].get("val_accuracy"),
             "best_epoch": rows[i]["best_epoch"],
-            "round_epochs": epochs[i],
-            "epochs_to_produce": produce(i),
+            "best_step": rows[i]["best_step"],
+            "round_epochs": rows[i]["epochs"],
+            "iterations_to_produce": produce(i),
         }
         for target, i in zip(targets, picked, strict=True)
     ]
     if family == "imp":
-        spent = sum(epochs[: max(picked) + 1])
+        spent = sum(iterations[: max(picked) + 1])
     elif family == "one_shot":
-        spent = epochs[0] + sum(epochs[i] for i in set(picked) if i)
+        spent = iterations[0] + sum(iterations[i] for i in set(picked) if i)
     else:
-        spent = sum(epochs[i] for i in set(picked))
+        spent = max(prior[i] for i in picked)
+        spent += sum(iterations[i] for i in set(picked))
     curve = [
         {
             "weights_remaining": row["weights_remaining"],
-            "test_accuracy": row["best"]["test_accuracy"],
-            "epochs_to_produce": produce(i),
+            "test_accuracy": row["test"]["accuracy"],
+            "iterations_to_produce": produce(i),
         }
         for i, row in enumerate(rows)
     ]
-    return points, spent, sum(epochs), curve
+    return points, spent, sum(iterations), curve
+
+
+def branch_prior(method, rows, imp_rows, eval_every):
+    """Iterations of the IMP run a branch's network needs before its training.
+
+    Random reinit takes the level's masks, so it needs the IMP rounds up to
+    that level. Random pruning takes only the count of weights per tensor,
+    which the pruning rates give without any training.
+    """
+    if method == "random":
+        return [0] * len(rows)
+    per_round = [row["epochs"] * eval_every for row in imp_rows]
+    return [sum(per_round[: row["round"] + 1]) for row in rows]
 
 
 def _mean(values):
@@ -698,7 +856,7 @@ def _std(values):
 
 def summarize(method, runs):
     """Mean over seeds of each point, the cost and the wall time."""
-    label, family = METHODS[method]
+    label, _ = METHODS[method]
     n_points = len(runs[0]["points"])
     points = []
     for p in range(n_points):
@@ -717,8 +875,8 @@ def summarize(method, runs):
         "method": method,
         "label": label,
         "points": points,
-        "epochs_spent": _mean([run["epochs_spent"] for run in runs]),
-        "epochs_run": _mean([run["epochs_run"] for run in runs]),
+        "iterations_spent": _mean([run["iterations_spent"] for run in runs]),
+        "iterations_run": _mean([run["iterations_run"] for run in runs]),
         "wall_seconds": _mean([run["wall_seconds"] for run in runs]),
         "seeds": len(runs),
     }
@@ -730,7 +888,7 @@ def format_table(summaries, targets):
     header = f"{'method':<27}" + "".join(
         f"{f'acc@{100 * t:g}%':>{cell}}" for t in targets
     )
-    header += f"{'epochs spent':>14}{'epochs run':>12}{'wall':>9}"
+    header += f"{'iters spent':>13}{'iters run':>11}{'wall':>8}"
     lines = [header, "-" * len(header)]
     for s in summaries:
         line = f"{s['label']:<27}"
@@ -741,8 +899,8 @@ def format_table(summaries, targets):
             acc += f" @{100 * p['weights_remaining']:.1f}%"
             line += f"{acc:>{cell}}"
         line += (
-            f"{s['epochs_spent']:>14.0f}{s['epochs_run']:>12.0f}"
-            f"{s['wall_seconds']:>8.0f}s"
+            f"{s['iterations_spent']:>13,.0f}{s['iterations_run']:>11,.0f}"
+            f"{s['wall_seconds']:>7.0f}s"
         )
         lines.append(line)
     return "\n".join(lines)
@@ -755,9 +913,11 @@ def format_notes(args, runs_by_method, note, rounds, test_size):
     error = 100 * math.sqrt(0.95 * 0.05 / test_size)
     paragraphs = [
         "acc@X%: test accuracy (%) on the held-out test images at the "
-        "early-stopping epoch (best val_loss) of the training that produced the "
+        "early-stopping point (the validation check of least val_loss, every "
+        f"{budget.eval_every} iterations) of the training that produced the "
         "network; after @, its actual weights remaining. IMP-style rows take the "
-        "round closest to X%; SNIP, SynFlow and gradual pruning are pruned to "
+        "round closest to X%, and the controls branch off those rounds of 'IMP, "
+        "rewind to init'; SNIP, SynFlow and gradual pruning are pruned to "
         "those rounds' weights remaining."
         + (
             f" Means over {seeds} seeds; ± is the standard deviation."
@@ -765,57 +925,71 @@ def format_notes(args, runs_by_method, note, rounds, test_size):
             else ""
         )
         + f" On {test_size:,} test images one image is {100 / test_size:.2g} points,"
-        f" and the binomial standard error at 95% accuracy is {error:.1f} points.",
-        "epochs spent: epochs trained to produce all three networks (IMP-style: "
-        "rounds 0 up to the sparsest point; one-shot: round 0 + the three "
-        "tickets; SNIP/SynFlow/gradual: one training per target). epochs run: "
-        f"epochs this benchmark trained (one-shot trains all {rounds} rounds, "
-        "for its curve). wall: the method's wall-clock time, all its fits and "
-        "mask computations included" + (", per seed." if seeds > 1 else "."),
-        f"Late rewind: rewind={args.late_rewind!r}. Gradual: GradualPruning with "
-        "PolynomialDecay from 0 to the target ("
+        f" and the binomial standard error at 95% accuracy is {error:.2f} points.",
+        "iters spent: training iterations (batches of 60) to produce all three "
+        "networks (IMP-style: rounds 0 up to the sparsest point; one-shot: round "
+        "0 + the three tickets; SNIP/SynFlow/gradual: one training per target; "
+        "random reinit: the IMP rounds up to its sparsest level, whose masks it "
+        "takes, + its three trainings; random pruning: its three trainings, as "
+        "the per-tensor counts it takes follow from the pruning rates). iters "
+        f"run: what this benchmark trained for the row (one-shot trains all "
+        f"{rounds} rounds, for its curve; the controls' IMP run is counted in "
+        "'IMP, rewind to init'). wall: the method's wall-clock time, all its "
+        "fits and mask computations included" + (", per seed." if seeds > 1 else "."),
+        f"Each training: {budget.iterations_per_round:,} iterations, validated "
+        f"every {budget.eval_every}. Late rewind: rewind={args.late_rewind!r}"
+        + (
+            f" (iteration {budget.eval_every * int(args.late_rewind[6:])})"
+            if isinstance(args.late_rewind, str)
+            else ""
+        )
+        + ". Gradual: GradualPruning with PolynomialDecay from 0 to the target ("
         + (
             "one global magnitude ranking"
             if args.gradual_strategy == "global"
             else "the same sparsity in every layer"
         )
-        + "), "
-        f"reached after {args.gradual_fraction:g} of a training of "
-        f"{budget.epochs_per_round} epochs; early stopping among the epochs at "
-        "the target. SNIP (a batch of 10 images per class) and SynFlow "
-        f"({budget.synflow_iterations} iterations) rank all layers together.",
+        + f"), reached after {args.gradual_fraction:g} of its training; early "
+        "stopping among the checks at the target. SNIP (a batch of 10 images per "
+        f"class) and SynFlow ({budget.synflow_iterations} iterations) rank all "
+        "layers together. Controls: a freshly built model (the IMP run's seed, "
+        "so its initial weights) with the level's masks and new random weights "
+        "(random reinit), or random masks of the level's per-tensor counts "
+        "(random pruning), trained once.",
     ]
     eb = runs_by_method.get("early_bird")
     if eb:
-        per_point = [p["round_epochs"] for p in eb[0]["points"]]
+        per_point = [p["round_epochs"] * budget.eval_every for p in eb[0]["points"]]
         paragraphs.append(
             "early-bird: every round but the last stops once the mask settles "
-            f"(window {budget.early_bird_window}, distance 0.1), so the networks "
-            f"at the targets trained {', '.join(map(str, per_point))} of "
-            f"{budget.epochs_per_round} epochs in their rounds (seed {args.seeds[0]})."
+            f"(window {budget.early_bird_window} check"
+            f"{'s' if budget.early_bird_window != 1 else ''}, distance 0.1), so the "
+            f"networks at the targets trained {', '.join(f'{n:,}' for n in per_point)} "
+            f"of {budget.iterations_per_round:,} iterations in their rounds "
+            f"(seed {args.seeds[0]})."
         )
     unfinished = [
         METHODS[method][0]
         for method, runs in runs_by_method.items()
         if any(
-            p["best_epoch"] == p["round_epochs"] == budget.epochs_per_round
+            p["best_epoch"] == p["round_epochs"] == budget.checks_per_round
             for run in runs
             for p in run["points"]
         )
     ]
-    if unfinished and budget.epochs_per_round > 1:
+    if unfinished and budget.checks_per_round > 1:
         paragraphs.append(
-            "Best val_loss at the last epoch of the training (still improving "
+            "Least val_loss at the last check of the training (still improving "
             "when it stopped) for at least one target: "
             + "; ".join(unfinished)
-            + ". More epochs per round could raise their accuracy."
+            + ". Longer rounds could raise their accuracy."
         )
     dense = next(iter(runs_by_method.get("imp_init", [])), None)
     if dense:
         row = dense["rows"][0]
         paragraphs.append(
             f"Dense network (round 0, seed {dense['seed']}): test accuracy "
-            f"{100 * row['best']['test_accuracy']:.2f}% at epoch {row['best_epoch']}."
+            f"{100 * row['test']['accuracy']:.2f}% at iteration {row['best_step']:,}."
         )
     paragraphs.append(f"Data: {note}")
     return "\n".join(textwrap.fill(p, width=88) for p in paragraphs)
@@ -831,6 +1005,8 @@ def plot(summaries, runs_by_method, targets, path, title):
     from matplotlib.ticker import NullFormatter
     from matplotlib.ticker import NullLocator
     from matplotlib.ticker import ScalarFormatter
+
+    import keras_lth as lth
 
     colors = [
         "#1f77b4",
@@ -862,19 +1038,19 @@ def plot(summaries, runs_by_method, targets, path, title):
             for r in range(n)
         ]
         cost = [
-            _mean([run["curve"][r]["epochs_to_produce"] for run in runs])
+            _mean([run["curve"][r]["iterations_to_produce"] for run in runs])
             for r in range(n)
         ]
         all_x += x
         style = {
             "color": colors[i % len(colors)],
             "marker": markers[i % len(markers)],
-            "linestyle": {"imp": "-", "one_shot": "--", "single": ":"}[family],
+            "linestyle": {"imp": "-", "one_shot": "--", "single": ":", "branch": "-."}[
+                family
+            ],
             "markersize": 4,
             "linewidth": 1.4,
         }
-        if s["method"] in ("reinit", "random"):
-            style["linestyle"] = "-."
         ax_acc.plot(x, acc, label=s["label"], **style)
         ax_cost.plot(x, cost, label=s["label"], **style)
     ticks = sorted({round(v, 1) for v in all_x}, reverse=True)
@@ -898,28 +1074,107 @@ def plot(summaries, runs_by_method, targets, path, title):
     ax_cost.set_yscale("log")
     ax_cost.yaxis.set_major_formatter(ScalarFormatter())
     ax_cost.yaxis.set_minor_formatter(NullFormatter())
-    ax_cost.set_ylabel("training epochs to produce the network")
+    ax_cost.set_ylabel("training iterations to produce the network")
     ax_cost.set_title("Training cost of each network")
     fig.legend(
         *ax_acc.get_legend_handles_labels(), loc="outside right upper", fontsize="small"
     )
     fig.suptitle(title, fontsize="medium")
-    _write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=110), mode="wb")
+    lth.saving.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
 
 
 # ------------------------------------------------------------------ main
 
 
+def run_seed(args, seed, data, train, validation, test, output):
+    """Every method for one seed: `({method: run}, plan)`."""
+    budget = args.budget
+    runner = Runner(args, seed, train, validation, test, data.input_shape)
+    picked, rounds, curve = plan_rounds(runner.sizes, runner.rates, TARGETS)
+    plan = {
+        "rounds": rounds,
+        "target_rounds": picked,
+        "weights_remaining": [curve[r] for r in picked],
+        "trainings": planned_trainings(args.methods, rounds),
+    }
+    if seed == args.seeds[0]:
+        print(
+            f"Setup: Adam {runner.preset.learning_rate:g}, batch "
+            f"{runner.batch_size}, {budget.iterations_per_round:,} iterations per "
+            f"round validated every {budget.eval_every}, layerwise "
+            f"{100 * budget.prune_rate:g}% hidden / {100 * budget.output_rate:g}% "
+            f"output per round, {rounds} rounds; targets "
+            + ", ".join(
+                f"{100 * t:g}% -> round {r} ({100 * curve[r]:.2f}%)"
+                for t, r in zip(TARGETS, picked, strict=True)
+            )
+            + f"; seeds {args.seeds}. At most {plan['trainings']} trainings "
+            f"({plan['trainings'] * budget.iterations_per_round:,} iterations) "
+            "per seed."
+        )
+    folder = output / f"seed_{seed}"
+    for stale in ("levels", "branches"):  # Never reuse an earlier run's branch.
+        shutil.rmtree(folder / stale, ignore_errors=True)
+    runs, imp = {}, None
+    for method in args.methods:
+        label, family = METHODS[method]
+        start = time.perf_counter()
+        prior = None
+        if family in ("imp", "one_shot"):
+            rows, settings, ticket = runner.lottery_ticket(method, rounds)
+            if method == "imp_init":
+                imp = (rows, ticket)
+        elif family == "branch":
+            imp_rows, ticket = imp
+            levels = [
+                closest([r["weights_remaining"] for r in imp_rows], t) for t in TARGETS
+            ]
+            rows, settings = runner.branches(method, ticket, levels, folder)
+            prior = branch_prior(method, rows, imp_rows, budget.eval_every)
+        elif method == "gradual":
+            rows, settings = runner.gradual(plan["weights_remaining"])
+        else:
+            rows, settings = runner.at_init(method, plan["weights_remaining"])
+        wall = time.perf_counter() - start
+        points, spent, run_iterations, curve_points = points_and_cost(
+            family, rows, TARGETS, budget.eval_every, prior
+        )
+        runs[method] = {
+            "seed": seed,
+            "rows": rows,
+            "points": points,
+            "curve": curve_points,
+            "iterations_spent": spent,
+            "iterations_run": run_iterations,
+            "wall_seconds": wall,
+            "settings": settings,
+        }
+        accs = ", ".join(
+            f"{100 * p['test_accuracy']:.2f} @{100 * p['weights_remaining']:.1f}%"
+            for p in points
+        )
+        print(
+            f"  seed {seed} {label}: {accs}; {run_iterations:,} iterations, "
+            f"{wall:.0f} s",
+            flush=True,
+        )
+    return runs, plan
+
+
 def main(argv=None):
     args = parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if args.data == "mnist" and not _mnist_present(args.mnist_dir):
         print(
-            f"compare_methods: skipped: the MNIST test set (t10k-images-idx3-ubyte.gz, "
-            f"t10k-labels-idx1-ubyte.gz) is not in {args.mnist_dir}. Pass "
-            "--mnist-dir, or run with --data digits (scikit-learn's bundled digits)."
+            "compare_methods: skipped: no MNIST IDX files (t10k-images-idx3-ubyte.gz "
+            "and t10k-labels-idx1-ubyte.gz, or train-images/train-labels) in "
+            f"{args.mnist_dir}. Pass --mnist-dir"
+            + (f", run --quick (uses {SMALL_MNIST_DIR})" if args.mode == "full" else "")
+            + ", or run with --data digits (scikit-learn's bundled digits)."
         )
         return 0
+    os.environ["KERAS_BACKEND"] = args.backend  # Before Keras is imported.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras_lth as lth
 
     started = time.perf_counter()
     data, train, validation, test, note = _load_data(args)
@@ -934,61 +1189,9 @@ def main(argv=None):
     runs_by_method = {m: [] for m in args.methods}
     plan = None
     for seed in args.seeds:
-        runner = Runner(args, seed, train, validation, test, data.input_shape)
-        picked, rounds, curve = plan_rounds(runner.sizes, runner.rates, TARGETS)
-        plan = {
-            "rounds": rounds,
-            "target_rounds": picked,
-            "weights_remaining": [curve[r] for r in picked],
-        }
-        if seed == args.seeds[0]:
-            print(
-                f"Setup: Adam {runner.preset.learning_rate:g}, batch "
-                f"{runner.batch_size}, {budget.epochs_per_round} "
-                f"epoch{'s' if budget.epochs_per_round != 1 else ''} per round "
-                f"({runner.steps_per_epoch} steps each), layerwise "
-                f"{100 * budget.prune_rate:g}% hidden / {100 * budget.output_rate:g}% "
-                f"output per round, {rounds} rounds; targets "
-                + ", ".join(
-                    f"{100 * t:g}% -> round {r} ({100 * curve[r]:.2f}%)"
-                    for t, r in zip(TARGETS, picked, strict=True)
-                )
-                + f"; seeds {args.seeds}."
-            )
-        for method in args.methods:
-            label, family = METHODS[method]
-            start = time.perf_counter()
-            if family in ("imp", "one_shot"):
-                rows, settings = runner.lottery_ticket(method, rounds)
-            elif method == "gradual":
-                rows, settings = runner.gradual(plan["weights_remaining"])
-            else:
-                rows, settings = runner.at_init(method, plan["weights_remaining"])
-            wall = time.perf_counter() - start
-            points, spent, run_epochs, curve_points = points_and_cost(
-                family, rows, TARGETS
-            )
-            runs_by_method[method].append(
-                {
-                    "seed": seed,
-                    "rows": rows,
-                    "points": points,
-                    "curve": curve_points,
-                    "epochs_spent": spent,
-                    "epochs_run": run_epochs,
-                    "wall_seconds": wall,
-                    "settings": settings,
-                }
-            )
-            accs = ", ".join(
-                f"{100 * p['test_accuracy']:.2f} @{100 * p['weights_remaining']:.1f}%"
-                for p in points
-            )
-            print(
-                f"  seed {seed} {label}: {accs}; {run_epochs} epochs, {wall:.0f} s",
-                flush=True,
-            )
-        del runner
+        runs, plan = run_seed(args, seed, data, train, validation, test, output)
+        for method, run in runs.items():
+            runs_by_method[method].append(run)
 
     summaries = [summarize(m, runs_by_method[m]) for m in args.methods]
     table = format_table(summaries, TARGETS)
@@ -1009,15 +1212,20 @@ def main(argv=None):
             )
         )
 
-    dataset = "MNIST test-set split" if args.data == "mnist" else "sklearn digits"
+    if args.data == "digits":
+        dataset = "sklearn digits"
+    elif _has_idx(args.mnist_dir, "train"):
+        dataset = "MNIST"
+    else:
+        dataset = "the MNIST test-set split"
     png = output / "compare_methods.png"
     plot(
         summaries,
         runs_by_method,
         TARGETS,
         png,
-        f"LeNet-300-100 on the {dataset}: epochs per round "
-        f"{budget.epochs_per_round}, mode {args.mode}, seeds {args.seeds}",
+        f"LeNet-300-100 on {dataset}: {budget.iterations_per_round:,} iterations "
+        f"per round, mode {args.mode}, seeds {args.seeds}",
     )
     report = {
         "command": [sys.executable, *sys.argv] if argv is None else list(argv),
@@ -1047,10 +1255,8 @@ def main(argv=None):
         "notes": notes,
         "total_wall_seconds": total,
     }
-    _write_atomic(output / "results.json", lambda f: json.dump(report, f, indent=1))
-    _write_atomic(
-        output / "table.txt", lambda f: f.write(table + "\n\n" + notes + "\n")
-    )
+    lth.saving.atomic_write_text(output / "results.json", json.dumps(report, indent=1))
+    lth.saving.atomic_write_text(output / "table.txt", table + "\n\n" + notes + "\n")
     print(f"\nWrote {output / 'results.json'}, {png} and {output / 'table.txt'}.")
     return 0
 

@@ -81,11 +81,20 @@ def test_lenet_mnist(tmp_path):
         cwd=tmp_path,
     )
     assert "split 8,000 train / 1,000 validation / 1,000 test" in out
-    for name in ("results.json", "results_reinit.json"):
-        rows = load_results(output / name)
-        assert len(rows) == 2
+    imp, reinit = (
+        load_results(output / name) for name in ("results.json", "results_reinit.json")
+    )
+    for rows in (imp, reinit):
+        assert [row["round"] for row in rows] == [0, 1]
         assert results_table(rows) in out
+        for row in rows:  # LotteryTicket(test_data=...) measured the test set.
+            assert 0.0 <= row["test"]["accuracy"] <= 1.0
     assert "== Control: random reinitialization" in out
+    # The control branches off each round with its mask (the same weights
+    # per layer) and other initial weights (another network).
+    for ticket_row, control_row in zip(imp, reinit, strict=True):
+        assert control_row["layers"] == ticket_row["layers"]
+        assert control_row["best"]["val_loss"] != ticket_row["best"]["val_loss"]
     assert "output/kernel    90.0% left" in out  # Pruned at half the rate.
     assert "Test accuracy of the final ticket: " in out
     assert (output / "ticket_curve.png").read_bytes()[:4] == b"\x89PNG"
