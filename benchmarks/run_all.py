@@ -86,7 +86,7 @@ BENCHMARKS = (
     ),
     Benchmark(
         "compare_methods",
-        "Pruning methods compared (LeNet-300-100, MNIST split)",
+        "Pruning methods compared (LeNet-300-100, full MNIST)",
         "compare_methods.py",
         dry_run=("--dry-run",),
         saved=("runs/compare_methods/table.txt", "runs/compare_methods/results.json"),
