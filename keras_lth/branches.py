@@ -29,9 +29,6 @@ import pathlib
 import numpy as np
 
 from keras_lth._checks import check_choice
-from keras_lth.controls import random_prune
-from keras_lth.controls import reinit
-from keras_lth.masking import get_masks
 from keras_lth.saving import atomic_write
 from keras_lth.saving import atomic_write_text
 
@@ -47,8 +44,9 @@ __all__ = [
     "save_masks",
 ]
 
-#: The controls a branch can train: name -> function of `keras_lth.controls`.
-CONTROLS = {"reinit": reinit, "random": random_prune}
+#: The controls a branch can train: name -> its function in `keras_lth.controls`
+#: (imported when a branch trains, so that reading a run folder needs no Keras).
+CONTROLS = {"reinit": "reinit", "random": "random_prune"}
 
 #: Weights remaining (fractions) where Frankle & Carbin report LeNet-300-100's
 #: controls (Figure 4): 51.3%, 21.1%, 7.0%, 3.6% and 1.9%.
@@ -133,6 +131,9 @@ def run_branches(
     Returns:
         `read_branches(folder)`.
     """
+    from keras_lth import controls as control_functions
+    from keras_lth.masking import get_masks
+
     for name in controls:
         check_choice(name, "control", tuple(CONTROLS))
     levels = sorted((pathlib.Path(folder) / "levels").glob("round_*"))
@@ -149,7 +150,8 @@ def run_branches(
         out = branches / name / level.name
         out.mkdir(parents=True, exist_ok=True)
         model = build_model()
-        CONTROLS[name](model, load_masks(level / _MASKS), seed=_seed(seed, row, name))
+        control = getattr(control_functions, CONTROLS[name])
+        control(model, load_masks(level / _MASKS), seed=_seed(seed, row, name))
         save_masks(out / _MASKS, get_masks(model))
         result = dict(train(model, f"{name}/{level.name}"))
         result.update(round=row["round"], control=name, level=level.name)

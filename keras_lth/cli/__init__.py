@@ -8,8 +8,9 @@
 
 `run` (`keras_lth.cli.run`) finds a ticket by iterative magnitude pruning
 (IMP) for one of the reference networks of `keras_lth.models`, with the
-paper's pruning rates, plus control runs (random reinitialization, random
-pruning), and writes everything into one run directory. `report`
+paper's pruning rates, trains the paper's controls (random reinitialization,
+random pruning) as branches off its levels (`keras_lth.branches`), and
+writes everything into one run directory. `report`
 (`keras_lth.cli.report`) reads that directory back. `tune`
 (`keras_lth.cli.tune`) searches hyperparameters with keras-tuner.
 
@@ -43,12 +44,14 @@ from keras_lth.cli._common import describe
 from keras_lth.cli._common import import_keras
 from keras_lth.cli._settings import CONTROLS
 from keras_lth.cli._settings import DATASETS
+from keras_lth.cli._settings import DEFAULT_CONTROL_LEVELS
 from keras_lth.cli._settings import DEFAULT_CONTROLS
 from keras_lth.cli._settings import DEFAULT_EPOCHS_PER_ROUND
 from keras_lth.cli._settings import DEFAULT_MODEL
 from keras_lth.cli._settings import DEFAULT_ROUNDS
 from keras_lth.cli._settings import DEFAULT_SEED
 from keras_lth.cli._settings import MODELS
+from keras_lth.cli._settings import MONITORS
 from keras_lth.pruning import STRATEGIES
 
 __all__ = ["build_parser", "main"]
@@ -57,26 +60,38 @@ PROG = "keras-lth"
 
 _RUN_EPILOG = """\
 The run directory (--output; default runs/<model>-<dataset>-<time>) gets:
-  run.json                      the settings used (read by report and --resume)
-  results.json, results.csv     IMP, one row per round
-  results_<control>.json, .csv  each control run
-  test_metrics.json             test-set metrics of each run's final model
-  ticket_curve.png              accuracy and early-stopping step vs. weights left
-  ticket.keras                  the final ticket (keras.models.load_model reads it)
-  ticket.tflite                 the final ticket for LiteRT (see --export)
-  ticket_export.txt             the LiteRT export's report
-  tensorboard/<run>/            TensorBoard logs of each run
-  checkpoints/<run>/            crash-recovery state, read by --resume
-  .lock                         locked by the run writing here; a second is refused
+  run.json                       the settings used (read by report and --resume)
+  results.json, results.csv      IMP, one row per round, with test metrics
+  results_<control>.json, .csv   each control, one row per level
+  levels/<level>/                masks.npz and level.json of each IMP round the
+                                 controls branch off (<level>: round_03_51.3pct)
+  branches/<control>/<level>/    masks.npz and result.json of each branch
+  ticket_curve.png               the ticket and the controls vs. weights left:
+                                 test accuracy and early-stopping step
+  ticket.keras                   the final ticket (keras.models.load_model reads it)
+  ticket.tflite                  the final ticket for LiteRT (see --export)
+  ticket_export.txt              the LiteRT export's report
+  tensorboard/imp/               TensorBoard: loss and accuracy per epoch in
+                                 train/, validation/; masks in sparsity/
+  tensorboard/<control>/<level>/ the same for each branch
+  checkpoints/imp/, checkpoints/<control>/<level>/
+                                 crash-recovery state, read by --resume
+  .lock                          locked by the run writing here; a second is refused
+
+A control is trained once from each level, for as many epochs as an IMP round,
+with the same seed: reinit keeps the ticket's masks and draws new initial
+weights; random draws masks of the same size per tensor and keeps the initial
+weights. Metrics are at each round's early-stopping epoch (see --monitor).
 
 Settings left out take the model preset's values (see keras_lth.models), except
 the defaults shown. An existing run directory is never overwritten: pass
---resume to continue it (a finished run is skipped, an unfinished one continues
-from its last epoch) or choose another --output.
+--resume to continue it (finished stages and branches are skipped, an
+unfinished one continues from its last epoch) or choose another --output.
 
 examples:
   keras-lth run
   keras-lth run --rounds 2 --epochs-per-round 1 --controls none --output runs/quick
+  keras-lth run --rounds 19 --controls reinit,random --control-levels 51.3,7,1.9
   keras-lth run --model conv2 --dataset mnist --data-path path/to/mnist
   keras-lth run --output runs/quick --resume
 """
@@ -133,15 +148,18 @@ def build_parser():
 def _add_run(commands):
     run = commands.add_parser(
         "run",
-        help="find a ticket by IMP, with control runs; write a run directory",
+        help="find a ticket by IMP, with the paper's controls; write a run directory",
         description=(
             "Find a winning ticket by iterative magnitude pruning (IMP) for a\n"
             "reference network, with the paper's pruning rates, and run the\n"
-            "controls with the same settings and seed. With no options:\n"
+            "paper's controls as branches off its levels, with the same seed.\n"
+            "With no options:\n"
             f"{DEFAULT_MODEL} on scikit-learn's digits (offline), "
             f"{DEFAULT_ROUNDS} rounds of\n{DEFAULT_EPOCHS_PER_ROUND} epochs, "
             "hidden layers pruned 20% and the output layer 10%\n"
-            "per round, and a random-reinit control."
+            "per round, and the controls "
+            f"{' and '.join(CONTROLS[name] for name in DEFAULT_CONTROLS)}\n"
+            "at the paper's levels that the run reaches."
         ),
         epilog=_RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -215,18 +233,32 @@ def _add_run(commands):
         "--rewind",
         metavar="POINT",
         help="where survivors go back to: init (default), K (after K steps), "
-        "epoch:K, reinit, lr (learning-rate rewinding) or none (fine-tuning)",
+        "epoch:K, reinit_each_round (new random weights every round; not "
+        "the paper's control), lr (learning-rate rewinding) or none (fine-tuning)",
+    )
+    imp.add_argument(
+        "--monitor",
+        choices=MONITORS,
+        help="what marks a round's early-stopping epoch, where its metrics "
+        "are taken: the first epoch at the lowest val_loss (the paper's) or "
+        "at the highest val_accuracy (default val_loss; val_accuracy on "
+        "digits, whose val_loss keeps falling to the last epoch)",
     )
     imp.add_argument(
         "--controls",
         metavar="LIST",
-        help="comma-separated control runs, each IMP with one change: "
-        + ", ".join(
-            f"{name} ({key}={value})"
-            for name, (_, changes) in CONTROLS.items()
-            for key, value in changes.items()
-        )
+        help="comma-separated controls, each trained once from every level of "
+        "--control-levels: "
+        + ", ".join(f"{name} ({label})" for name, label in CONTROLS.items())
         + f"; or none (default {','.join(DEFAULT_CONTROLS)})",
+    )
+    imp.add_argument(
+        "--control-levels",
+        metavar="LIST",
+        help="comma-separated percentages of weights remaining where the "
+        "controls branch off IMP: the rounds nearest them (within 10%%) that "
+        "the run reaches (default the paper's "
+        f"{','.join(map(str, DEFAULT_CONTROL_LEVELS))})",
     )
     imp.add_argument(
         "--seed",
@@ -245,8 +277,9 @@ def _add_run(commands):
     output.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --output: skip finished runs, resume the "
-        "unfinished one from its checkpoint; settings come from its run.json",
+        help="continue the run in --output: skip finished stages and branches, "
+        "resume the unfinished one from its checkpoint; settings come from its "
+        "run.json",
     )
     output.add_argument(
         "--export",

@@ -29,7 +29,6 @@ __all__ = [
     "PLOT_FILE",
     "RUN_FILE",
     "RUN_FILE_VERSION",
-    "TEST_FILE",
     "TFLITE_FILE",
     "TICKET_FILE",
     "RunDirLock",
@@ -45,9 +44,9 @@ PLOT_FILE = "ticket_curve.png"
 TICKET_FILE = "ticket.keras"
 TFLITE_FILE = "ticket.tflite"
 EXPORT_REPORT_FILE = "ticket_export.txt"
-TEST_FILE = "test_metrics.json"
 LOCK_FILE = ".lock"
-RUN_FILE_VERSION = 1
+#: 2: the controls are branches off the IMP levels (`control_levels`).
+RUN_FILE_VERSION = 2
 
 
 def read_run_file(run_dir):

@@ -1,8 +1,8 @@
 """`keras-lth report`: reprint a run directory's tables, redraw its plot.
 
-Reads only what `keras-lth run` saved (`run.json`, the results files,
-`test_metrics.json`); imports no Keras. `print_report` is also what a run
-prints when it ends.
+Reads only what `keras-lth run` saved (`run.json` and the results files:
+IMP's rows, and each control's rows, one per level it branched off); imports
+no Keras. `print_report` is also what a run prints when it ends.
 """
 
 import os
@@ -12,16 +12,15 @@ from keras_lth import results as results_lib
 from keras_lth.cli._common import UsageError
 from keras_lth.cli._common import describe
 from keras_lth.cli._common import has_module
-from keras_lth.cli._common import read_json
 from keras_lth.cli._run_dir import EXPORT_REPORT_FILE
 from keras_lth.cli._run_dir import PLOT_FILE
 from keras_lth.cli._run_dir import RUN_FILE
-from keras_lth.cli._run_dir import TEST_FILE
 from keras_lth.cli._run_dir import TFLITE_FILE
 from keras_lth.cli._run_dir import TICKET_FILE
 from keras_lth.cli._run_dir import read_run_file
+from keras_lth.plotting import default_metric
 
-__all__ = ["print_report", "report"]
+__all__ = ["comparison_table", "print_report", "report"]
 
 
 def report(args):
@@ -38,6 +37,10 @@ def report(args):
 def print_report(run_dir, *, plot):
     """Prints the tables of a run directory; redraws its plot if `plot`.
 
+    IMP's table (one row per round), each control's (one row per level it
+    branched off), then `comparison_table`: the ticket against the controls
+    at those levels.
+
     Args:
         run_dir: A folder written by `keras-lth run`.
         plot: Whether to redraw `ticket_curve.png` (needs matplotlib).
@@ -48,12 +51,13 @@ def print_report(run_dir, *, plot):
     """
     run_dir = pathlib.Path(run_dir)
     saved = read_run_file(run_dir)
-    tests = read_json(run_dir / TEST_FILE) or {}
     finished = {}
     for stage in saved["stages"]:
         path = run_dir / stage["results"]
-        title = "IMP" if stage["name"] == "imp" else f"Control: {stage['label']}"
-        print(f"== {title} ({path}) ==")
+        if stage["name"] == "imp":
+            print(f"== IMP ({path}) ==")
+        else:
+            print(f"== Control: {stage['label']}, branches off IMP ({path}) ==")
         if not path.exists():
             print("(not finished: continue it with --resume)\n")
             continue
@@ -63,34 +67,75 @@ def print_report(run_dir, *, plot):
             raise UsageError(f"cannot read {path}: {describe(error)}") from error
         finished[stage["label"]] = rows
         print(results_lib.results_table(rows))
-        test = tests.get(stage["name"])
-        if test:
-            metrics = ", ".join(
-                f"{k} {v:.4f}" for k, v in test.items() if k != "weights_remaining"
-            )
-            print(
-                f"test set, the last round's model at its last epoch "
-                f"({100 * test['weights_remaining']:.2f}% of weights left): "
-                f"{metrics}"
-            )
         print()
-    if plot:
-        _plot(run_dir, saved, finished)
+    imp = finished.pop("IMP", None)
+    controls = {label: rows for label, rows in finished.items() if rows}
+    if imp and controls:
+        print(comparison_table(imp, controls))
+        print()
+    if plot and imp:
+        _plot(run_dir, saved, imp, controls)
     _print_files(run_dir, saved)
 
 
-def _plot(run_dir, saved, finished):
-    if "IMP" not in finished:
-        return
+def comparison_table(imp, controls):
+    """The ticket against the controls, at the levels they branched off.
+
+    Args:
+        imp: IMP's results rows, one per round.
+        controls: `{label: rows}`, each control's rows (their `round` is the
+            IMP round they branched off).
+
+    Returns:
+        A plain-text table, one line per level: the round, the weights
+        remaining, then for IMP and each control the metric `plot_results`
+        plots by default (the test accuracy when the rows have it) and the
+        early-stopping epoch, as `0.9655 @ 12`.
+    """
+    metric = default_metric(imp)
+    by_round = {row["round"]: row for row in imp}
+    rounds = sorted({row["round"] for rows in controls.values() for row in rows})
+    runs = {"IMP": by_round} | {
+        label: {row["round"]: row for row in rows} for label, rows in controls.items()
+    }
+    header = ["round", "remaining", *runs]
+    lines = [
+        [
+            str(r),
+            f"{100 * by_round[r]['weights_remaining']:.2f}%" if r in by_round else "",
+            *(_cell(rows.get(r), metric) for rows in runs.values()),
+        ]
+        for r in rounds
+    ]
+    widths = [
+        max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)
+    ]
+    text = [
+        f"== The ticket vs. the controls: {metric} @ early-stopping epoch ==",
+        "  ".join(h.rjust(w) for h, w in zip(header, widths)),
+        "  ".join("-" * w for w in widths),
+        *("  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in lines),
+    ]
+    return "\n".join(text)
+
+
+def _cell(row, metric):
+    if row is None:
+        return "-"
+    value = results_lib.early_stop_metrics(row).get(metric)
+    shown = "-" if value is None else f"{value:.4f}"
+    return f"{shown} @ {row['best_epoch']}"
+
+
+def _plot(run_dir, saved, imp, controls):
     if not has_module("matplotlib"):
         print("No plot: matplotlib is not installed (pip install matplotlib).")
         return
     from keras_lth.plotting import plot_results
 
-    controls = {label: rows for label, rows in finished.items() if label != "IMP"}
     settings = saved["settings"]
     plot_results(
-        finished["IMP"],
+        imp,
         controls=controls or None,
         path=run_dir / PLOT_FILE,
         title=f"Lottery ticket: {settings['model']} on {settings['dataset']}",
@@ -102,21 +147,29 @@ def _print_files(run_dir, saved):
     for stage in saved["stages"]:
         name = stage["results"]
         csv = name[: -len(".json")] + ".csv"
-        what = "IMP" if stage["name"] == "imp" else f"control: {stage['label']}"
+        what = (
+            "IMP, one row per round"
+            if stage["name"] == "imp"
+            else f"control: {stage['label']}, one row per level"
+        )
         if (run_dir / name).exists():
-            rows.append((f"{name}, {csv}", f"{what}, one row per round"))
+            rows.append((f"{name}, {csv}", what))
     described = {
-        TEST_FILE: "test-set metrics of each run's final model",
-        PLOT_FILE: "the plot: accuracy and early-stopping step vs. weights left",
+        PLOT_FILE: "the plot: the ticket and the controls vs. weights left",
         TICKET_FILE: "the final ticket (keras.models.load_model reads it)",
         TFLITE_FILE: "the final ticket for LiteRT",
         EXPORT_REPORT_FILE: "the LiteRT export report",
+        "levels": "the IMP rounds the controls branch off: masks, row",
+        "branches": "<control>/<level>/: each branch's masks and row",
+        "tensorboard": f"tensorboard --logdir {run_dir / 'tensorboard'}",
+        "checkpoints": "crash-recovery state (--resume continues it)",
     }
-    rows += [(n, what) for n, what in described.items() if (run_dir / n).exists()]
-    if (run_dir / "tensorboard").is_dir():
-        rows.append(("tensorboard/", f"tensorboard --logdir {run_dir / 'tensorboard'}"))
-    if (run_dir / "checkpoints").is_dir():
-        rows.append(("checkpoints/", "crash-recovery state (--resume continues it)"))
+    for name, what in described.items():
+        path = run_dir / name
+        if path.is_dir():
+            rows.append((f"{name}/", what))
+        elif path.exists():
+            rows.append((name, what))
     width = max(len(name) for name, _ in rows)
     print(f"Run directory {run_dir}{os.sep}:")
     for name, what in rows:

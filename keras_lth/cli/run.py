@@ -1,16 +1,20 @@
-"""`keras-lth run`: IMP and its control runs, written into one run directory.
+"""`keras-lth run`: IMP and the paper's controls, written into one run directory.
 
-A run is a list of stages (`_settings.Stage`), each one `LotteryTicket` fit
-with its own results file: `imp`, then the controls. As in open_lth, a stage
-whose results file exists is finished and skipped; an unfinished one keeps a
-checkpoint in `checkpoints/<stage>/`, so `--resume` continues it from its
-last epoch. The run holds the run directory's lock while it writes there
+A run is a list of stages (`_settings.Stage`), each with its own results
+file: `imp`, one `LotteryTicket` fit that also saves the levels the controls
+branch off (`keras_lth.branches.save_level`), then each control, trained
+once from every level (`keras_lth.branches.run_branches`). As in open_lth, a
+stage or a branch whose results file exists is finished and skipped; an
+unfinished one keeps a checkpoint in `checkpoints/imp/` or
+`checkpoints/<control>/<level>/`, so `--resume` continues it from its last
+epoch. The run holds the run directory's lock while it writes there
 (`_run_dir.RunDirLock`), and writes every file atomically
 (`keras_lth.saving`).
 """
 
 import datetime
 import json
+import logging
 import math
 import pathlib
 import platform
@@ -21,6 +25,10 @@ import keras
 import keras_lth
 from keras_lth import datasets
 from keras_lth import models
+from keras_lth.branches import level_rounds
+from keras_lth.branches import read_branches
+from keras_lth.branches import run_branches
+from keras_lth.branches import save_level
 from keras_lth.callbacks import LotteryTicket
 from keras_lth.callbacks.checkpoint import CHECKPOINT_NAME
 from keras_lth.callbacks.rewind_state import check_step_rewind
@@ -28,11 +36,9 @@ from keras_lth.cli._common import UsageError
 from keras_lth.cli._common import describe
 from keras_lth.cli._common import has_module
 from keras_lth.cli._common import native_logs_filtered
-from keras_lth.cli._common import read_json
 from keras_lth.cli._run_dir import EXPORT_REPORT_FILE
 from keras_lth.cli._run_dir import RUN_FILE
 from keras_lth.cli._run_dir import RUN_FILE_VERSION
-from keras_lth.cli._run_dir import TEST_FILE
 from keras_lth.cli._run_dir import TFLITE_FILE
 from keras_lth.cli._run_dir import TICKET_FILE
 from keras_lth.cli._run_dir import RunDirLock
@@ -41,18 +47,23 @@ from keras_lth.cli._run_dir import is_occupied
 from keras_lth.cli._run_dir import read_run_file
 from keras_lth.cli._run_dir import refuse_if_in_use
 from keras_lth.cli._run_dir import refuse_if_occupied
-from keras_lth.cli._settings import CONTROLS
+from keras_lth.cli._settings import DEFAULT_CONTROL_LEVELS
 from keras_lth.cli._settings import DEFAULT_CONTROLS
 from keras_lth.cli._settings import DEFAULT_EPOCHS_PER_ROUND
 from keras_lth.cli._settings import DEFAULT_MODEL
 from keras_lth.cli._settings import DEFAULT_ROUNDS
 from keras_lth.cli._settings import DEFAULT_SEED
 from keras_lth.cli._settings import SETTING_FLAGS
+from keras_lth.cli._settings import default_monitor
+from keras_lth.cli._settings import parse_control_levels
+from keras_lth.cli._settings import parse_controls
+from keras_lth.cli._settings import parse_layer_rates
 from keras_lth.cli._settings import show_setting
 from keras_lth.cli._settings import stages
 from keras_lth.cli.report import print_report
 from keras_lth.masking import prunable_layers
-from keras_lth.masking import sparsity
+from keras_lth.results import save_results_csv
+from keras_lth.results import save_results_json
 from keras_lth.rewind import Rewind
 from keras_lth.saving import atomic_write_text
 from keras_lth.saving import save_model
@@ -83,6 +94,9 @@ def run(args):
 
 
 def _run(args, run_dir, lock):
+    if not args.verbose:
+        # Each branch builds a model, so TensorFlow traces again, as it should.
+        logging.getLogger("tensorflow").addFilter(_not_a_retracing_warning)
     saved = _open_run_dir(args, run_dir, lock)
     settings = _settings(args, saved, run_dir)
     export = _export_choice(args.export)
@@ -110,8 +124,12 @@ def _run(args, run_dir, lock):
     export_failed = False
     try:
         for index, stage in enumerate(run_stages):
-            model = _run_stage(stage, index, len(run_stages), settings, data, run_dir)
-            if stage.name == "imp" and export["on"]:
+            header = f"\n== [{index + 1}/{len(run_stages)}] {stage.title}"
+            if stage.name != "imp":
+                _run_control(stage, header, settings, data, run_dir)
+                continue
+            model = _run_imp(stage, header, settings, data, run_dir)
+            if export["on"]:
                 export_failed = not _export(model, run_dir, data, args.verbose)
     except KeyboardInterrupt:
         print(f"\nkeras-lth: interrupted. Continue with: {resume}", file=sys.stderr)
@@ -123,6 +141,10 @@ def _run(args, run_dir, lock):
     print()
     print_report(run_dir, plot=True)
     return 1 if export_failed else 0
+
+
+def _not_a_retracing_warning(record):
+    return "triggered tf.function retracing" not in record.getMessage()
 
 
 def _run_dir_path(args):
@@ -188,9 +210,10 @@ def _settings(args, saved, run_dir):
         # One threshold for all layers: only "never prune" (0) rates apply.
         layer_rates = {name: rate for name, rate in layer_rates.items() if rate == 0}
     layer_rates.update(given.get("layer_rates", {}))
+    dataset = given.get("dataset", "mnist" if "data_path" in given else "digits")
     settings = {
         "model": model,
-        "dataset": given.get("dataset", "mnist" if "data_path" in given else "digits"),
+        "dataset": dataset,
         "data_path": given.get("data_path"),
         "batch_size": given.get("batch_size", preset.batch_size),
         "rounds": given.get("rounds", DEFAULT_ROUNDS),
@@ -199,7 +222,9 @@ def _settings(args, saved, run_dir):
         "layer_rates": layer_rates,
         "strategy": strategy,
         "rewind": given.get("rewind", "init"),
+        "monitor": given.get("monitor", default_monitor(dataset)),
         "controls": given.get("controls", list(DEFAULT_CONTROLS)),
+        "control_levels": given.get("control_levels", list(DEFAULT_CONTROL_LEVELS)),
         "seed": given.get("seed", DEFAULT_SEED),
     }
     _check_settings(settings)
@@ -221,79 +246,49 @@ def _given_settings(args):
             except ValueError as error:
                 raise UsageError(f"--rewind {value!r}: {describe(error)}") from None
         elif key == "controls":
-            value = _parse_controls(value)
+            value = parse_controls(value)
+        elif key == "control_levels":
+            value = parse_control_levels(value)
         elif key == "layer_rates":
-            value = _parse_layer_rates(value)
+            value = parse_layer_rates(value)
         given[key] = value
     return given
 
 
-def _parse_controls(text):
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    choices = [*CONTROLS, "none"]
-    unknown = [name for name in names if name not in choices]
-    if not names or unknown:
-        raise UsageError(
-            f"--controls {text!r}: expected a comma-separated list of "
-            f"{', '.join(choices)}"
-        )
-    if "none" in names:
-        if len(names) > 1:
-            raise UsageError(f"--controls {text!r}: 'none' cannot be combined")
-        return []
-    return list(dict.fromkeys(names))  # Unique, in order.
-
-
-def _parse_layer_rates(items):
-    rates = {}
-    for item in items:
-        name, sep, rate = item.partition("=")
-        try:
-            if not sep or not name:
-                raise ValueError
-            rates[name.strip()] = float(rate)
-        except ValueError:
-            raise UsageError(
-                f"--layer-rate {item!r}: expected LAYER=RATE, such as output=0.1"
-            ) from None
-    return rates
-
-
 def _check_settings(settings):
     """Raises `UsageError` for settings `LotteryTicket` would refuse."""
-    for stage in stages(settings):
-        clash = all(settings[key] == value for key, value in stage.changes.items())
-        if stage.name != "imp" and clash:
-            changes = ", ".join(f"{k}={v!r}" for k, v in stage.changes.items())
-            raise UsageError(
-                f"--controls {stage.name} would repeat the IMP run, which "
-                f"already has {changes}; choose another control or none"
-            )
-        try:
-            _make_ticket(stage, settings)
-        except (ValueError, TypeError) as error:
-            raise UsageError(describe(error)) from error
+    try:
+        _imp_ticket(settings)
+    except (ValueError, TypeError) as error:
+        raise UsageError(describe(error)) from error
 
 
-def _make_ticket(stage, settings, run_dir=None):
-    options = {
-        "prune_rate": settings["prune_rate"],
-        "strategy": settings["strategy"],
-        "layer_rates": settings["layer_rates"],
-        "rewind": settings["rewind"],
-        **stage.changes,
-    }
-    if run_dir is not None:
-        options["checkpoint_dir"] = str(run_dir / "checkpoints" / stage.name)
-        if has_module("tensorboard"):
-            options["log_dir"] = str(run_dir / "tensorboard" / stage.name)
+def _imp_ticket(settings, run_dir=None, test_data=None):
     return LotteryTicket(
         settings["rounds"],
         settings["epochs_per_round"],
+        prune_rate=settings["prune_rate"],
+        strategy=settings["strategy"],
+        layer_rates=settings["layer_rates"],
+        rewind=settings["rewind"],
+        monitor=settings["monitor"],
+        test_data=test_data,
         seed=settings["seed"],
         verbose=1,
-        **options,
+        **({} if run_dir is None else _folders(run_dir, "imp")),
     )
+
+
+def _folders(run_dir, name):
+    """The `LotteryTicket` folders of stage or branch `name` (`reinit/round_...`).
+
+    Its `SparsitySummaries` get a folder of their own, `sparsity/`, beside
+    the epoch curves of `keras.callbacks.TensorBoard` (see `_fit`).
+    """
+    folders = {"checkpoint_dir": str(run_dir / "checkpoints" / name)}
+    if has_module("tensorboard"):
+        folders["log_dir"] = str(run_dir / "tensorboard" / name / "sparsity")
+    return folders
 
 
 def _load_data(settings):
@@ -355,12 +350,7 @@ def _write_run_file(run_dir, settings, data, preset, run_stages, argv):
         "version": RUN_FILE_VERSION,
         "settings": settings,
         "stages": [
-            {
-                "name": s.name,
-                "label": s.label,
-                "changes": s.changes,
-                "results": s.results_json,
-            }
+            {"name": s.name, "label": s.label, "results": s.results_json}
             for s in run_stages
         ],
         "training": {
@@ -371,7 +361,8 @@ def _write_run_file(run_dir, settings, data, preset, run_stages, argv):
             "lr_boundaries": list(preset.lr_boundaries),
             "warmup_steps": preset.warmup_steps,
             "loss": "sparse categorical crossentropy on logits",
-            "monitor": "val_loss",
+            "test": "each round's weights at its early-stopping epoch",
+            "controls": "each trains once off each level, as long as a round",
         },
         "data": {
             "source": data.source,
@@ -394,50 +385,132 @@ def _write_run_file(run_dir, settings, data, preset, run_stages, argv):
     atomic_write_text(run_dir / RUN_FILE, json.dumps(content, indent=2) + "\n")
 
 
-def _run_stage(stage, index, count, settings, data, run_dir):
-    """Runs one stage, or skips it if its results exist. Returns the model."""
+def _run_imp(stage, header, settings, data, run_dir):
+    """Runs IMP, or skips it if its results exist. Returns the final model."""
     done = run_dir / stage.results_json
-    header = f"\n== [{index + 1}/{count}] {stage.title}"
     if done.exists():
         print(f"{header}: finished earlier ({done}), skipped ==", flush=True)
         return None
-    ticket = _make_ticket(stage, settings, run_dir)
+    ticket = _imp_ticket(settings, run_dir, data.test)
     epochs = "epoch" if ticket.epochs_per_round == 1 else "epochs"
     print(
         f"{header}: {settings['model']} on {settings['dataset']}, "
         f"{ticket.rounds} rounds x {ticket.epochs_per_round} {epochs}, "
         f"prune rate {ticket.prune_rate} ({ticket.strategy}"
         f"{_layer_rates_text(ticket.layer_rates)}), rewind={ticket.rewind!r}, "
-        f"seed {ticket.seed} ==",
+        f"early stop at the best {ticket.monitor}, seed {ticket.seed} ==",
         flush=True,
     )
+    model = _build_model(settings, data)
+    _fit(model, ticket, "imp", settings, data, run_dir)
+    save_model(model, run_dir / TICKET_FILE)
+    if settings["controls"]:
+        _save_levels(ticket, settings["control_levels"], run_dir)
+    ticket.save_results_csv(run_dir / stage.results_csv)
+    # Last: the results JSON marks the stage finished.
+    ticket.save_results_json(done)
+    return model
+
+
+def _save_levels(ticket, control_levels, run_dir):
+    """Saves the levels the controls branch off: the rounds nearest the levels."""
+    results = ticket.results
+    rounds = level_rounds(results, [level / 100 for level in control_levels])
+    for round_index in rounds:
+        save_level(run_dir, ticket, round_index)
+    shown = [_round_text(results[r]) for r in rounds]
+    print(f"The controls branch off rounds {', '.join(shown) or '(none)'}.")
+    missed = [v for v in control_levels if not level_rounds(results, [v / 100])]
+    if missed:
+        print(
+            f"Levels not reached: {', '.join(f'{v:g}%' for v in missed)} of "
+            f"weights remaining (the last round has "
+            f"{100 * results[-1]['weights_remaining']:.1f}%); more --rounds "
+            "reach them."
+        )
+
+
+def _run_control(stage, header, settings, data, run_dir):
+    """Trains the control's missing branches; writes its results files."""
+    done = run_dir / stage.results_json
+    if done.exists():
+        print(f"{header}: finished earlier ({done}), skipped ==", flush=True)
+        return
+    epochs = settings["epochs_per_round"]
+    print(
+        f"{header}: {epochs} epoch{'s' if epochs > 1 else ''} from each IMP "
+        f"level (seed {settings['seed']}) ==",
+        flush=True,
+    )
+    if str(settings["rewind"]) != "init" and stage.name == "random":
+        print(
+            f"Note: the random-pruning branches keep the initial weights (θ0), "
+            f"not the IMP run's rewind point (--rewind {settings['rewind']})."
+        )
+    finished = read_branches(run_dir).get(stage.name, [])
+    if finished:
+        count = len(finished)
+        print(f"{count} branch{'es' if count > 1 else ''} finished earlier, skipped.")
+
+    def train(model, name):
+        ticket = LotteryTicket(
+            1,
+            settings["epochs_per_round"],
+            monitor=settings["monitor"],
+            test_data=data.test,
+            seed=settings["seed"],
+            verbose=1,
+            **_folders(run_dir, name),
+        )
+        _fit(model, ticket, name, settings, data, run_dir)
+        return ticket.results[0]
+
+    found = run_branches(
+        run_dir,
+        lambda: _build_model(settings, data),
+        train,
+        controls=(stage.name,),
+        seed=settings["seed"],
+        log=lambda line: print(line, flush=True),
+    )
+    rows = found.get(stage.name, [])
+    if not rows:
+        print("No level to branch off: the IMP run reached none of them.")
+    save_results_csv(rows, run_dir / stage.results_csv)
+    save_results_json(rows, done)  # Last: marks the stage finished.
+
+
+def _fit(model, ticket, name, settings, data, run_dir):
+    """Trains `model` with `ticket`; TensorBoard's epoch curves if installed."""
     checkpoint = pathlib.Path(ticket.checkpoint_dir) / CHECKPOINT_NAME
     if checkpoint.exists():
         print(f"Continuing from the checkpoint {checkpoint}", flush=True)
-    model = _build_model(settings, data)
+    callbacks = [ticket]
+    if _has_tensorboard():
+        callbacks.append(
+            keras.callbacks.TensorBoard(
+                log_dir=str(run_dir / "tensorboard" / name),
+                update_freq="epoch",
+                write_graph=False,
+            )
+        )
     model.fit(
         *data.train,
         validation_data=data.validation,
         batch_size=settings["batch_size"],
         epochs=ticket.total_epochs,
-        callbacks=[ticket],
+        callbacks=callbacks,
         verbose=2,
     )
-    test = model.evaluate(
-        *data.test, batch_size=settings["batch_size"], verbose=0, return_dict=True
-    )
-    tests = read_json(run_dir / TEST_FILE) or {}
-    tests[stage.name] = {
-        **{k: float(v) for k, v in test.items()},
-        "weights_remaining": 1.0 - sparsity(model)["global"],
-    }
-    atomic_write_text(run_dir / TEST_FILE, json.dumps(tests, indent=2) + "\n")
-    if stage.name == "imp":
-        save_model(model, run_dir / TICKET_FILE)
-    ticket.save_results_csv(run_dir / stage.results_csv)
-    # Last: the results JSON marks the stage finished.
-    ticket.save_results_json(done)
-    return model
+
+
+def _has_tensorboard():
+    """Whether `keras.callbacks.TensorBoard` can write (it needs TensorFlow)."""
+    return has_module("tensorboard") and has_module("tensorflow")
+
+
+def _round_text(row):
+    return f"{row['round']} ({100 * row['weights_remaining']:.1f}%)"
 
 
 def _layer_rates_text(layer_rates):
@@ -498,6 +571,11 @@ def _optional_notes(export):
         notes.append(
             "No TensorBoard logs: the tensorboard package is not installed "
             "(pip install tensorboard)."
+        )
+    elif not _has_tensorboard():
+        notes.append(
+            "TensorBoard logs without the loss and accuracy curves: "
+            "keras.callbacks.TensorBoard needs TensorFlow (pip install tensorflow)."
         )
     if export["note"]:
         notes.append(export["note"])

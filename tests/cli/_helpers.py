@@ -16,6 +16,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 TINY = ["--rounds", "2", "--epochs-per-round", "1", "--batch-size", "512"]
 CHECKPOINT = pathlib.Path("checkpoints", "imp", "lottery_ticket_state.npz")
 
+#: The levels of a 2-round run, so that the controls branch off both rounds.
+LEVELS = ["--control-levels", "100,80.2"]
+#: The level folders of such a run (`keras_lth.branches.level_name`).
+LEVEL_NAMES = ["round_00_100.0pct", "round_01_80.2pct"]
+
 #: How TensorFlow's and LiteRT's native log lines start.
 NATIVE_LOG_PREFIXES = ("I0000", "W0000", "E0000", "WARNING: All log messages")
 
@@ -80,8 +85,8 @@ def script(name="keras-lth"):
 def interrupt_after(monkeypatch, epochs):
     """Makes the run raise KeyboardInterrupt after `epochs` epoch ends.
 
-    Each epoch's checkpoint is saved first, as when Ctrl-C comes between
-    epochs.
+    The epoch ends are counted over IMP and every branch. Each epoch's
+    checkpoint is saved first, as when Ctrl-C comes between epochs.
     """
     from keras_lth.callbacks import LotteryTicket
 

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from keras_lth import branches
 from keras_lth import cli
 from keras_lth import datasets
 from keras_lth import models
@@ -82,6 +83,32 @@ def test_the_choices_are_the_librarys():
     for argv in (["run", "--model", "lenet5"], ["tune", "--data", "imagenet"]):
         with pytest.raises(UsageError, match="invalid choice"):
             parser.parse_args(argv)
+
+
+def test_the_controls_and_their_levels_are_the_librarys():
+    # Written out in the CLI too, so that the parser imports no Keras.
+    assert list(_settings.CONTROLS) == list(branches.CONTROLS)
+    assert _settings.DEFAULT_CONTROL_LEVELS == pytest.approx(
+        tuple(100 * level for level in branches.PAPER_LEVELS)
+    )
+    assert set(_settings.DEFAULT_CONTROLS) <= set(branches.CONTROLS)
+
+
+def test_control_levels_parse_as_run_json_holds_them():
+    parse = _settings.parse_control_levels
+    assert parse("7, 51.3%,21.1,7.0") == [51.3, 21.1, 7.0]  # Unique, densest first.
+    assert parse("100") == [100.0]
+    for text in ("0", "100.5", "-1", "inf", "nan", "", "1,,2", "ten"):
+        with pytest.raises(UsageError, match="in \\(0, 100\\]"):
+            parse(text)
+    assert _settings.show_setting("control_levels", [51.3, 7.0]) == "51.3,7.0"
+
+
+def test_the_default_monitor_is_the_papers_but_on_digits():
+    assert _settings.default_monitor("mnist") == "val_loss"
+    assert _settings.default_monitor("cifar10") == "val_loss"
+    assert _settings.default_monitor("digits") == "val_accuracy"
+    assert cli.build_parser().parse_args(["run"]).monitor is None  # Not given.
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0] if c else "main")
