@@ -1,8 +1,15 @@
-"""Tests for `keras_lth.masking`: mask_model, strip_masks, sparsity, masks."""
+"""Tests for `keras_lth.masking`: mask_model, strip_masks, sparsity, masks.
+
+Also the weights `mask_model` leaves dense (its warning, `sparsity`'s
+"dense"), and subclassed models: built on demand, or a clear error, and
+`strip_masks(in_place=True)`. Custom training loops are in
+`test_custom_loops.py`.
+"""
 
 import json
 import pathlib
 import re
+import warnings
 import zipfile
 
 import keras
@@ -10,6 +17,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+from keras_lth import LotteryTicket
 from keras_lth import get_masks
 from keras_lth import mask_model
 from keras_lth import set_masks
@@ -18,7 +26,9 @@ from keras_lth import strip_masks
 from keras_lth.layers import MASKED_TWINS
 from keras_lth.layers import MaskedDense
 from keras_lth.layers import MaskedLayer
+from keras_lth.masking import get_prunable_weights
 from keras_lth.masking import prunable_tensors
+from keras_lth.masking import require_prunable_tensors
 from tests import backends
 
 # --- Models -------------------------------------------------------------------
@@ -289,12 +299,18 @@ class _Subclassed(keras.Model):
         return self.dense(inputs)
 
 
-@pytest.mark.parametrize("function", [mask_model, strip_masks])
-def test_subclassed_model_is_refused(function):
+def test_mask_model_refuses_a_subclassed_model():
     model = _Subclassed()
     model(np.zeros((1, 3), "float32"))
     with pytest.raises(ValueError, match=r"_Subclassed.*keras_lth\.layers"):
-        function(model)
+        mask_model(model)
+
+
+def test_strip_masks_refuses_to_copy_a_subclassed_model():
+    model = _Subclassed()
+    model(np.zeros((1, 3), "float32"))
+    with pytest.raises(ValueError, match=r"_Subclassed.*in_place=True"):
+        strip_masks(model)
 
 
 @pytest.mark.parametrize("function", [mask_model, strip_masks])
@@ -444,8 +460,10 @@ def test_stripped_model_saves_and_loads_with_plain_keras(build, tmp_path):
 def test_sparsity_of_a_fresh_masked_model_is_zero():
     masked = mask_model(sequential_model())
     report = sparsity(masked)
-    assert set(report) == {"global", "layers"}
+    assert set(report) == {"global", "layers", "dense", "dense_fraction"}
     assert report["global"] == 0.0
+    assert report["dense"] == {}
+    assert report["dense_fraction"] == 0.0
     assert report["layers"] == {
         "conv/kernel": 0.0,
         "sep/depthwise_kernel": 0.0,
@@ -641,3 +659,231 @@ def test_copies_share_no_variable_values_with_their_source():
     np.testing.assert_allclose(
         plain.predict(x, verbose=0), masked.predict(x, verbose=0), atol=1e-6
     )
+
+
+# --- Weights left dense: the warning and sparsity's "dense" -------------------
+
+
+def text_model():
+    tokens = keras.Input((5,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(50, 8, name="emb")(tokens)
+    x = keras.layers.MultiHeadAttention(2, 4, name="mha")(x, x)
+    lstm = keras.layers.LSTM(4, return_sequences=True, name="lstm")
+    x = keras.layers.Bidirectional(lstm, name="bi")(x)
+    x = keras.layers.TimeDistributed(keras.layers.Dense(3, name="proj"), name="td")(x)
+    x = keras.layers.GRU(3, name="gru")(x)
+    outputs = keras.layers.Dense(2, name="out")(x)
+    return keras.Model(tokens, outputs, name="text")
+
+
+#: What `mask_model(text_model())` cannot reach, with sizes.
+TEXT_DENSE = {
+    "mha/query/kernel": 8 * 2 * 4,
+    "mha/key/kernel": 8 * 2 * 4,
+    "mha/value/kernel": 8 * 2 * 4,
+    "mha/attention_output/kernel": 2 * 4 * 8,
+    "bi/forward_lstm/lstm_cell/kernel": 8 * 16,
+    "bi/forward_lstm/lstm_cell/recurrent_kernel": 4 * 16,
+    "bi/backward_lstm/lstm_cell/kernel": 8 * 16,
+    "bi/backward_lstm/lstm_cell/recurrent_kernel": 4 * 16,
+    "td/proj/kernel": 8 * 3,
+    "gru/gru_cell/kernel": 3 * 9,
+    "gru/gru_cell/recurrent_kernel": 3 * 9,
+}
+TEXT_PRUNABLE = 50 * 8 + 3 * 2  # emb/embeddings and out/kernel.
+
+
+def mask_model_warnings(model, **kwargs):
+    """`mask_model(model, **kwargs)` and the warnings it raised."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        masked = mask_model(model, **kwargs)
+    return masked, [w for w in caught if "could not make" in str(w.message)]
+
+
+def test_mask_model_warns_once_naming_every_kernel_left_dense():
+    masked, caught = mask_model_warnings(text_model())
+    assert len(caught) == 1
+    assert caught[0].category is UserWarning
+    assert caught[0].filename == __file__  # Points at the caller.
+    message = str(caught[0].message)
+    for path, size in TEXT_DENSE.items():
+        assert f"'{path}' ({size:,})" in message
+    left = sum(TEXT_DENSE.values())
+    total = left + TEXT_PRUNABLE
+    assert f"{left:,} of its {total:,} kernel and embedding weights" in message
+    assert f"({left / total:.1%})" in message
+    assert "bias" not in message
+
+
+def test_sparsity_reports_the_weights_left_dense():
+    masked, _ = mask_model_warnings(text_model())
+    report = sparsity(masked)
+    assert sorted(report["layers"]) == ["emb/embeddings", "out/kernel"]
+    assert report["dense"] == TEXT_DENSE
+    left = sum(TEXT_DENSE.values())
+    assert report["dense_fraction"] == pytest.approx(left / (left + TEXT_PRUNABLE))
+
+
+@pytest.mark.parametrize("build", BUILDERS.values(), ids=BUILDERS.keys())
+def test_mask_model_does_not_warn_when_every_kernel_is_prunable(build):
+    masked, caught = mask_model_warnings(build())
+    assert caught == []
+    assert sparsity(masked)["dense"] == {}
+
+
+def test_mask_model_warns_only_about_the_layers_it_was_asked_for():
+    # `Dense` selects the Dense inside TimeDistributed, which stays dense, but
+    # not MultiHeadAttention's EinsumDense projections.
+    masked, caught = mask_model_warnings(text_model(), layers=keras.layers.Dense)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "'td/proj/kernel' (24)" in message
+    assert "mha" not in message and "lstm" not in message
+    # Layers left out on purpose are still reported as dense.
+    assert "emb/embeddings" in sparsity(masked)["dense"]
+    _, caught = mask_model_warnings(text_model(), layers=["emb", "out"])
+    assert caught == []
+
+
+class _Block(keras.layers.Layer):
+    """A custom layer with a masked sublayer, a stock one and its own kernel."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.masked = MaskedDense(4, name="block_masked")
+        self.stock = keras.layers.Dense(4, name="block_stock")
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(4, 4), name="kernel")
+
+    def call(self, inputs):
+        return ops.matmul(self.stock(self.masked(inputs)), self.kernel)
+
+
+def test_masked_layers_inside_custom_layers_are_prunable_and_the_rest_reported():
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, _Block(name="block")(inputs))
+    report = sparsity(model)
+    assert list(report["layers"]) == ["block_masked/kernel"]
+    assert report["dense"] == {"block/kernel": 16, "block/block_stock/kernel": 16}
+    assert report["dense_fraction"] == pytest.approx(32 / 44)
+
+
+# --- Subclassed models --------------------------------------------------------
+
+
+class SubclassedTicket(keras.Model):
+    """The README's recipe: a subclassed model built from keras_lth.layers."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = MaskedDense(16, activation="relu", name="hidden")
+        self.out = MaskedDense(3, name="out")
+
+    def call(self, inputs):
+        return self.out(self.hidden(inputs))
+
+
+def test_require_prunable_tensors_refuses_an_unbuilt_model_clearly():
+    model = SubclassedTicket(name="sub")
+    with pytest.raises(
+        ValueError,
+        match=r"'sub' is not built: its masked layers \['hidden', 'out'\].*"
+        r"model\.build\(input_shape\).*model\(x\[:1\]\)",
+    ):
+        require_prunable_tensors(model)
+
+
+def test_require_prunable_tensors_builds_a_model_that_knows_its_input_shape():
+    model = SubclassedTicket()
+    with warnings.catch_warnings():
+        # Keras warns that the default `build` leaves sublayers unbuilt.
+        warnings.simplefilter("ignore")
+        model.build((None, 8))
+    assert not model.hidden.built
+    assert list(require_prunable_tensors(model)) == ["hidden/kernel", "out/kernel"]
+    assert model.hidden.built and model.out.built
+    assert tuple(model.out.kernel_mask.shape) == (16, 3)
+
+
+def _fit_subclassed_ticket(model):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8)).astype("float32")
+    y = rng.integers(0, 3, size=64)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    ticket = LotteryTicket(2, 1, prune_rate=0.5, monitor="loss", verbose=0)
+    model.fit(x, y, epochs=ticket.total_epochs, callbacks=[ticket], verbose=0)
+    return x
+
+
+def test_lottery_ticket_on_an_unbuilt_subclassed_model():
+    model = SubclassedTicket(name="sub")
+    if backends.BACKEND == "tensorflow":
+        # Its `fit` builds the model when the first step runs, after
+        # `on_train_begin`: the error says what to do.
+        with pytest.raises(ValueError, match=r"'sub' is not built.*model\(x"):
+            _fit_subclassed_ticket(model)
+    else:
+        # JAX and PyTorch build it from the data before callbacks start.
+        _fit_subclassed_ticket(model)
+        assert sparsity(model)["layers"]["hidden/kernel"] == 0.5
+
+
+def test_lottery_ticket_on_a_subclassed_model_built_first():
+    model = SubclassedTicket()
+    model(np.zeros((1, 8), "float32"))
+    _fit_subclassed_ticket(model)
+    assert sparsity(model)["layers"]["hidden/kernel"] == 0.5
+
+
+def test_strip_masks_in_place_on_a_subclassed_ticket():
+    model = SubclassedTicket()
+    x = np.random.default_rng(1).normal(size=(5, 8)).astype("float32")
+    model(x)
+    set_masks(model, random_masks(model))
+    expected = predict(model, x)
+    pruned = {key: mask == 0 for key, mask in get_masks(model).items()}
+
+    assert strip_masks(model, in_place=True) is model
+    np.testing.assert_allclose(predict(model, x), expected, rtol=1e-6, atol=1e-6)
+    assert sparsity(model)["global"] == 0.0  # Masks all ones: nothing masked.
+    weights = get_prunable_weights(model)
+    for key, where in pruned.items():
+        assert where.any()
+        assert np.all(weights[key][where] == 0.0)
+
+
+def test_strip_masks_in_place_keeps_a_sequential_model_and_its_outputs():
+    masked = mask_model(randomize(sequential_model()))
+    set_masks(masked, random_masks(masked))
+    x = random_input(masked)
+    copy = strip_masks(masked)
+    assert strip_masks(masked, in_place=True) is masked
+    np.testing.assert_allclose(predict(masked, x), predict(copy, x), atol=1e-5)
+
+
+def test_strip_masks_in_place_refuses_lora_layers():
+    model = SubclassedTicket()
+    model(np.zeros((1, 8), "float32"))
+    model.hidden.enable_lora(2)
+    with pytest.raises(ValueError, match=r"\['hidden'\].*LoRA"):
+        strip_masks(model, in_place=True)
+
+
+def test_copies_keep_the_masks_of_masked_layers_inside_other_layers():
+    # `get_weights` leaves masks out; copying must not lose these.
+    inputs = keras.Input((4, 3))
+    inner = keras.layers.TimeDistributed(MaskedDense(5, name="inner"), name="td")
+    model = keras.Model(inputs, inner(inputs))
+    masks = random_masks(model)
+    set_masks(model, masks)
+    x = np.random.default_rng(0).normal(size=(2, 4, 3)).astype("float32")
+    for copy in (mask_model(model), strip_masks(model)):
+        np.testing.assert_array_equal(
+            get_masks(copy)["inner/kernel"], masks["inner/kernel"]
+        )
+        np.testing.assert_allclose(predict(copy, x), predict(model, x), atol=1e-6)

@@ -23,6 +23,13 @@ class MaskedLayer:
     They are bool on JAX and take the weight's dtype elsewhere; files load on
     every backend whichever dtype they were saved in.
 
+    Masks are in `layer.variables` but not in `layer.weights`, like a
+    `SeedGenerator`'s state: `get_weights` and `set_weights` carry the stock
+    layer's weights only, in its order, so `model.set_weights(snapshot)`
+    restores weights under the current masks rather than the snapshot's,
+    and `count_params` counts no mask. (Legacy `.h5` files, which hold
+    `weights`, lose the masks; `.keras` and `.weights.h5` files keep them.)
+
     On every training step:
 
     * **Zero gradient.** `call` reads each prunable weight through
@@ -30,17 +37,21 @@ class MaskedLayer:
       mask: no optimizer, momentum or gradient clipping sees a pruned entry.
     * **Stored zeros.** A pruned entry is stored as zero, and every keras_lth
       path that changes masks or weights keeps it so: `set_mask`,
-      `keras_lth.set_masks`, `set_weights` and loading, and the callbacks,
-      which also zero the optimizer's slots of pruned entries. So no update
-      can move a pruned weight off zero, and the forward pass reads the
-      weight as it is stored.
+      `keras_lth.set_masks`, `layer.set_weights` and loading, and the
+      callbacks, which also zero the optimizer's slots of pruned entries. So
+      no update can move a pruned weight off zero, and the forward pass
+      reads the weight as it is stored.
 
     Change masks with `set_mask` or `keras_lth.set_masks`, not by assigning
     the mask variables. After writing weights with `Variable.assign` or
     `Model.set_weights`, call `keras_lth.set_masks(model, {})` (or
-    `layer.apply_masks()`) to re-zero the pruned entries. With LoRA enabled,
-    the low-rank update is not stored in the kernel, so `call` multiplies the
-    weight by its mask instead.
+    `layer.apply_masks()`) to re-zero the pruned entries;
+    `keras_lth.masking.restore_weights` does both. A custom training loop
+    whose optimizer is not `model.optimizer` passes it to `set_masks`
+    (`optimizer=`), which zeroes its slots too: Adam's moments would
+    otherwise move pruned weights on zero gradients. With LoRA enabled,
+    the low-rank update is not stored in the kernel, so `call` multiplies
+    the weight by its mask instead.
 
     Example:
 
@@ -172,11 +183,22 @@ class MaskedLayer:
     def apply_masks(self):
         """Zeroes the stored weights wherever their mask is 0."""
         for name in self.prunable_weight_names:
+            mask = self.mask_variable(name)  # Refuses an unbuilt layer.
             weight = self.prunable_variable(name)
-            mask = self.mask_variable(name)
             weight.assign(multiply_by_mask(weight, mask))
 
+    @property
+    def weights(self):
+        """The stock layer's weights: every weight variable but the masks."""
+        masks = {f"{name}_mask" for name in self.prunable_weight_names}
+        return [v for v in super().weights if v.name not in masks]
+
     def set_weights(self, weights):
+        """Sets the stock layer's weights and re-zeroes the pruned entries.
+
+        `weights` lists them as the stock layer's `get_weights` does, without
+        masks: the masks stay as they are (change them with `set_mask`).
+        """
         super().set_weights(weights)
         self.apply_masks()
 

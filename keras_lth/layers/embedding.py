@@ -29,16 +29,6 @@ class MaskedEmbedding(MaskedLayer, keras.layers.Embedding):
     prunable_weight_names = ("embeddings",)
     prunable_initializers = {"embeddings": "embeddings_initializer"}
 
-    def __init__(self, *args, weights=None, **kwargs):
-        # The stock layer loads `weights` with `set_weights`, which would also
-        # expect the mask: load the table alone.
-        super().__init__(*args, **kwargs)
-        if weights is not None:
-            if isinstance(weights, list) and len(weights) == 1:
-                weights = weights[0]
-            self.build()
-            self.prunable_variable("embeddings").assign(weights)
-
     def call(self, inputs):
         if inputs.dtype != "int32" and inputs.dtype != "int64":
             inputs = ops.cast(inputs, "int32")

@@ -330,9 +330,19 @@ def _plain_model(model):
             "`export_litert` expects a `keras.Model`. Received: "
             f"{model!r} of type {type(model).__name__}"
         )
-    if next(prunable_layers(model), None) is not None:
+    if next(prunable_layers(model), None) is None:
+        return model
+    if isinstance(model, keras.Sequential) or _is_functional(model):
         return strip_masks(model)
+    # A subclassed ticket cannot be cloned into stock layers; its pruned
+    # weights are stored as exact zeros, so it converts as it is.
     return model
+
+
+def _is_functional(model):
+    from keras.src.models.functional import Functional
+
+    return isinstance(model, Functional)
 
 
 def _convert(model, quantize, calibration, names, *, sparse):

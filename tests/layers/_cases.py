@@ -142,8 +142,9 @@ LORA_CASES = [case for case in CASES if case.lora]
 
 
 def variable(layer, name):
-    matches = [v for v in layer.weights if v.name == name]
-    assert len(matches) == 1, [v.name for v in layer.weights]
+    """The layer's variable `name`, a mask or a weight."""
+    matches = [v for v in layer.variables if v.name == name]
+    assert len(matches) == 1, [v.name for v in layer.variables]
     return matches[0]
 
 

@@ -1,8 +1,9 @@
 """Tests for the `MaskedLayer` mixin and the registry (`keras_lth/layers/base.py`).
 
 The generic tests run on every masked class (`_cases.CASES`), each checked
-against the stock Keras layer it extends: same weights plus one
-ones-initialised mask per prunable weight; pruning with `set_mask` stores the
+against the stock Keras layer it extends: the same weights (`get_weights`
+and `set_weights` leave the masks out), plus one ones-initialised mask
+variable per prunable weight; pruning with `set_mask` stores the
 pruned entries as exact zeros, so the output is the stock output once the
 mask is folded into the weight; exactly zero gradients at pruned positions;
 pruned weights that stay exactly zero under Adam or SGD with momentum and
@@ -95,7 +96,7 @@ def test_stock_class_rejects_classes_that_are_not_keras_layers(not_a_layer):
 
 
 @cases
-def test_weights_are_the_stock_weights_plus_one_ones_mask_each(case):
+def test_weights_are_the_stock_weights_and_variables_add_one_ones_mask_each(case):
     layer = _cases.build(case)
     stock = case.stock(**case.kwargs)
     stock.build(case.input_shape)
@@ -103,14 +104,16 @@ def test_weights_are_the_stock_weights_plus_one_ones_mask_each(case):
     def names_and_shapes(weights):
         return [(v.name, tuple(v.shape)) for v in weights]
 
-    assert names_and_shapes(layer.trainable_weights) == names_and_shapes(
-        stock.trainable_weights
-    )
+    # The masks are state, not weights: `get_weights` has the stock layout.
+    assert names_and_shapes(layer.weights) == names_and_shapes(stock.weights)
+    assert [w.shape for w in layer.get_weights()] == [
+        w.shape for w in stock.get_weights()
+    ]
     # One mask per prunable weight, in their order, and nothing else.
-    assert [v.name for v in layer.non_trainable_weights] == [
+    assert [v.name for v in layer.non_trainable_variables] == [
         f"{name}_mask" for name in case.prunable
     ]
-    assert len(layer.weights) == len(stock.weights) + len(case.prunable)
+    assert len(layer.variables) == len(stock.variables) + len(case.prunable)
 
     for name in case.prunable:
         weight = _cases.variable(layer, name)
@@ -138,10 +141,10 @@ def test_masks_of_different_layers_have_distinct_paths():
             MaskedDense(2),
         ]
     )
-    mask_paths = [v.path for v in model.non_trainable_weights]
+    mask_paths = [v.path for v in model.non_trainable_variables]
     assert len(mask_paths) == 5
     assert len(set(mask_paths)) == len(mask_paths)
-    assert not any(v.name == "mask" for v in model.weights)
+    assert not any(v.name == "mask" for v in model.variables)
     assert sorted(path.rsplit("/", 1)[1] for path in mask_paths) == [
         "depthwise_kernel_mask",
         "kernel_mask",
@@ -209,7 +212,7 @@ def _built_randomized(case, rng):
 
 
 def _values(layer):
-    return {v.name: ops.convert_to_numpy(v) for v in layer.weights}
+    return {v.name: ops.convert_to_numpy(v) for v in layer.variables}
 
 
 # Changing masks: `set_mask`, `apply_masks`, `set_weights`.
@@ -290,20 +293,16 @@ def test_set_mask_on_an_unbuilt_layer_asks_to_build_it():
         layer.set_mask("kernel", np.ones((4, 3), dtype="float32"))
 
 
-def test_set_weights_re_zeroes_pruned_entries(subtests):
+def test_set_weights_re_zeroes_pruned_entries_and_keeps_the_masks(subtests):
     rng = np.random.default_rng(2)
     for case in SUPPORTED:
         with subtests.test(msg=case.name):
             layer = _built_randomized(case, rng)
             masks, _ = _cases.prune_randomly(layer, case, rng)
 
-            # Nonzero everywhere, pruned entries included; the masks as they are.
+            # Nonzero everywhere, pruned entries included: the stock weights.
             new = {
-                v.name: (
-                    ops.convert_to_numpy(v)
-                    if v.name.endswith("_mask")
-                    else rng.normal(size=v.shape).astype("float32")
-                )
+                v.name: rng.normal(size=v.shape).astype("float32")
                 for v in layer.weights
             }
             layer.set_weights([new[v.name] for v in layer.weights])
@@ -315,18 +314,16 @@ def test_set_weights_re_zeroes_pruned_entries(subtests):
                     assert np.all(after[name][masks[name] == 0] == 0.0)
                 else:
                     np.testing.assert_array_equal(after[name], value)
+            for name, mask in masks.items():
+                np.testing.assert_array_equal(after[f"{name}_mask"], mask)
 
 
-def test_set_weights_applies_the_masks_it_is_given():
-    rng = np.random.default_rng(3)
+def test_set_weights_refuses_a_list_holding_masks():
+    # Masks change with `set_mask` only; Keras refuses the longer list.
     layer = _built_dense()
-    kernel = rng.normal(size=(4, 3)).astype("float32")
-    bias = rng.normal(size=(3,)).astype("float32")
-    mask = _cases.random_mask((4, 3), rng)
-    layer.set_weights([kernel, bias, mask])
-    np.testing.assert_array_equal(ops.convert_to_numpy(layer.kernel_mask), mask)
-    np.testing.assert_array_equal(ops.convert_to_numpy(layer.kernel), kernel * mask)
-    np.testing.assert_array_equal(ops.convert_to_numpy(layer.bias), bias)
+    values = [ops.convert_to_numpy(v) for v in layer.variables]
+    with pytest.raises(ValueError, match="length 3.*expecting 2"):
+        layer.set_weights(values)
 
 
 def test_assigning_a_mask_variable_directly_leaves_stale_weights_until_apply_masks():
@@ -364,42 +361,39 @@ def test_assigning_a_mask_variable_directly_leaves_stale_weights_until_apply_mas
     np.testing.assert_array_equal(ops.convert_to_numpy(layer.kernel_mask), mask)
 
 
-def test_model_set_weights_needs_set_masks_to_re_zero_pruned_entries():
+def test_model_set_weights_keeps_the_masks_and_set_masks_re_zeroes_entries():
     # `Model.set_weights` assigns the variables one by one, bypassing the
-    # masked layers' `set_weights`; the docstring's remedy is
-    # `set_masks(model, get_masks(model))`.
+    # masked layers' `set_weights`: the masks are not among them, and
+    # `set_masks(model, {})` (or `restore_weights`) zeroes pruned entries.
     rng = np.random.default_rng(5)
     model = keras.Sequential(
         [keras.Input((4,)), MaskedDense(5, name="a"), MaskedDense(2, name="b")]
     )
+    snapshot = model.get_weights()  # Before pruning: all-ones masks then.
+    assert len(snapshot) == 4  # Two kernels, two biases.
     masks = {
         "a/kernel": _cases.random_mask((4, 5), rng),
         "b/kernel": _cases.random_mask((5, 2), rng),
     }
     keras_lth.set_masks(model, masks)
-    values = [
-        ops.convert_to_numpy(v)
-        if v.name.endswith("_mask")
-        else rng.normal(size=v.shape).astype("float32")
-        for v in model.weights
-    ]
-    model.set_weights(values)
+    model.set_weights(snapshot)
     kernels = {f"{layer.name}/kernel": layer.kernel for layer in model.layers}
-    assert all(
-        np.any(ops.convert_to_numpy(kernels[k])[m == 0] != 0.0)
-        for k, m in masks.items()
-    )
+    for key, mask in masks.items():
+        np.testing.assert_array_equal(
+            ops.convert_to_numpy(model.get_layer(key.split("/")[0]).kernel_mask), mask
+        )
+        assert np.any(ops.convert_to_numpy(kernels[key])[mask == 0] != 0.0)
 
-    keras_lth.set_masks(model, keras_lth.get_masks(model))
-    by_path = {v.path: value for v, value in zip(model.weights, values)}
+    keras_lth.set_masks(model, {})
+    by_path = {v.path: value for v, value in zip(model.weights, snapshot)}
     for key, mask in masks.items():
         kernel = kernels[key]
         np.testing.assert_array_equal(
             ops.convert_to_numpy(kernel), by_path[kernel.path] * mask
         )
-        np.testing.assert_array_equal(
-            ops.convert_to_numpy(model.get_layer(key.split("/")[0]).kernel_mask), mask
-        )
+    assert keras_lth.sparsity(model)["layers"]["a/kernel"] == np.mean(
+        masks["a/kernel"] == 0
+    )
 
 
 # Accessors and their errors.
@@ -582,7 +576,7 @@ def test_prunable_variable_rejects_unknown_names_and_lists_the_weights():
     layer = _built_dense()
     with pytest.raises(ValueError, match="no weight named 'depthwise_kernel'") as error:
         layer.prunable_variable("depthwise_kernel")
-    assert "['kernel', 'bias', 'kernel_mask']" in str(error.value)
+    assert "['kernel', 'bias']" in str(error.value)
 
 
 def test_prunable_variable_of_an_unbuilt_layer_says_it_has_no_weights():
@@ -760,8 +754,8 @@ def test_keras_file_round_trip_without_custom_objects(case, tmp_path):
     loaded_layer = loaded.layers[0]
     assert type(loaded_layer) is case.masked
     assert loaded_layer.get_config() == layer.get_config()
-    assert [v.name for v in loaded_layer.weights] == [v.name for v in layer.weights]
-    for original, restored in zip(layer.weights, loaded_layer.weights):
+    assert [v.name for v in loaded_layer.variables] == [v.name for v in layer.variables]
+    for original, restored in zip(layer.variables, loaded_layer.variables):
         assert restored.trainable == original.trainable
         np.testing.assert_array_equal(
             ops.convert_to_numpy(restored), ops.convert_to_numpy(original)
@@ -786,11 +780,11 @@ def test_own_variables_include_the_masks():
 
     store = {}
     layer.save_own_variables(store)
-    assert len(store) == len(layer.weights) == 5
+    assert len(store) == len(layer.variables) == 5
 
     restored = _cases.build(case)
     restored.load_own_variables(store)
-    for original, copy in zip(layer.weights, restored.weights):
+    for original, copy in zip(layer.variables, restored.variables):
         assert copy.name == original.name
         np.testing.assert_array_equal(
             ops.convert_to_numpy(copy), ops.convert_to_numpy(original)
@@ -843,8 +837,8 @@ def test_weights_file_round_trip_keeps_masks(tmp_path):
 
     restored = build()
     restored.load_weights(path)
-    assert len(restored.weights) == len(model.weights)
-    for original, copy in zip(model.weights, restored.weights):
+    assert len(restored.variables) == len(model.variables)
+    for original, copy in zip(model.variables, restored.variables):
         assert copy.name == original.name
         np.testing.assert_array_equal(
             ops.convert_to_numpy(copy), ops.convert_to_numpy(original)
