@@ -2,13 +2,17 @@
 
 A tensor is pruned weight by weight (`Weights`) or block by block
 (`Blocks`); how a `(rows, cols)` block lies on a Keras tensor is explained
-once, in `keras_lth.pruning`'s module docstring.
+once, in `keras_lth.pruning`'s module docstring. The structure checks
+(`is_block_sparse`, `is_n_m_sparse`, `surviving_blocks`), N:M groups and the
+check of masks against their weights live here too; `keras_lth.pruning`
+exports them.
 """
 
 import math
 import re
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from keras_lth._checks import check_known_keys
 from keras_lth._checks import is_int
@@ -17,12 +21,18 @@ from keras_lth._checks import quoted
 __all__ = [
     "Blocks",
     "Weights",
-    "check_finite",
     "block_counts",
     "block_for",
     "block_text",
     "check_block",
+    "check_finite",
+    "check_masks",
+    "check_n_m",
+    "is_block_sparse",
+    "is_n_m_sparse",
+    "keep_n_of_m",
     "parse_block",
+    "surviving_blocks",
     "units_per_tensor",
 ]
 
@@ -206,3 +216,140 @@ def drop(mask, flat_indices):
     new = mask.copy()
     new.reshape(-1)[flat_indices] = 0.0
     return new
+
+
+def keep_n_of_m(weights, masks, n, m):
+    """`keras_lth.pruning.prune_n_m` on checked arrays and `(n, m)`."""
+    new_masks = {}
+    for key, mask in masks.items():
+        groups = Blocks(mask.shape, (1, m))
+        alive = mask == 1
+        check_finite(key, np.abs(weights[key][alive]))
+        scores = np.where(alive, np.abs(weights[key].astype(np.float64)), -np.inf)
+        # Padding ranks below every weight; pruned weights tie with it and
+        # stay pruned whatever their rank.
+        grouped = groups.pad(scores, fill=-np.inf)
+        order = np.argsort(grouped, axis=2, kind="stable")
+        ranks = np.empty_like(order)
+        positions = np.arange(m).reshape(1, 1, m, 1, 1)
+        np.put_along_axis(ranks, order, np.broadcast_to(positions, order.shape), 2)
+        new = mask.copy()
+        new *= groups.crop(ranks >= m - n)
+        new_masks[key] = new
+    return new_masks
+
+
+def is_block_sparse(mask: ArrayLike, block: tuple[int, int]) -> bool:
+    """Whether every block of `mask` is either wholly kept or wholly pruned.
+
+    Blocks are read as in block pruning (see `keras_lth.pruning`): `block`
+    is `(rows, cols)` in LiteRT's `(out, in)` orientation, on a tensor read as
+    `(..., in, out)`, with a smaller last block where a side does not divide
+    the dimension.
+
+    Args:
+        mask: Array of any shape; nonzero entries count as kept.
+        block: A `(rows, cols)` pair of positive ints.
+
+    Returns:
+        `True` if no block mixes kept and pruned entries.
+
+    Example:
+
+    >>> is_block_sparse(np.array([[1, 0], [1, 0], [0, 1], [0, 1]]), (1, 2))
+    True
+    >>> is_block_sparse(np.array([[1, 0], [0, 0], [0, 1], [0, 1]]), (1, 2))
+    False
+    """
+    kept, size = block_counts(mask, check_block(block, allow_none=False))
+    return bool(np.all((kept == 0) | (kept == size)))
+
+
+def is_n_m_sparse(mask: ArrayLike, n: int, m: int) -> bool:
+    """Whether every `m` consecutive entries along the input axis keep `<= n`.
+
+    The groups are those of `prune_n_m`. Pass a stripped kernel to check the
+    weights themselves: their nonzero entries count as kept.
+
+    Args:
+        mask: Array of any shape; nonzero entries count as kept.
+        n: Positive int: the most entries a group may keep.
+        m: Int `>= n`: the length of a group.
+
+    Returns:
+        `True` if no group keeps more than `n` entries.
+
+    Example:
+
+    >>> is_n_m_sparse(np.array([[1], [0], [0], [1], [1], [1], [0], [0]]), 2, 4)
+    True
+    """
+    n, m = check_n_m(n, m)
+    kept, _ = block_counts(mask, (1, m))
+    return bool(np.all(kept <= n))
+
+
+def surviving_blocks(mask: ArrayLike, block: tuple[int, int]) -> int:
+    """The number of blocks of `mask` that keep at least one entry.
+
+    This is the `n` that block pruning's exact counts refer to: a tensor asked
+    to lose `rate` of its blocks loses `floor(rate * n + 0.5)` of them. With
+    `block=(1, 1)` it is the number of kept entries.
+
+    Args:
+        mask: Array of any shape; nonzero entries count as kept.
+        block: A `(rows, cols)` pair of positive ints in LiteRT's `(out, in)`
+            orientation.
+
+    Returns:
+        The number of blocks that are still alive.
+    """
+    kept, _ = block_counts(mask, check_block(block, allow_none=False))
+    return int(np.count_nonzero(kept))
+
+
+def check_n_m(n, m):
+    if not (is_int(n) and is_int(m) and 1 <= n <= m):
+        raise ValueError(
+            "Expected `n` and `m` to be ints with 1 <= n <= m, for example "
+            f"n=2, m=4. Received: n={n!r}, m={m!r}"
+        )
+    return int(n), int(m)
+
+
+def check_masks(weights, masks):
+    """Checks masks against their weights: `(weights, masks)` as numpy arrays.
+
+    Every mask needs weights of its shape and holds only 0 and 1; masks come
+    back as float32.
+
+    Raises:
+        TypeError: If either is not a dict.
+        ValueError: Naming the tensor whose weights are missing, whose shapes
+            differ, or whose mask holds other values.
+    """
+    if not isinstance(weights, dict) or not isinstance(masks, dict):
+        raise TypeError(
+            "Expected `weights` and `masks` to be dicts mapping tensor keys "
+            f"to arrays. Received: {type(weights).__name__} and "
+            f"{type(masks).__name__}"
+        )
+    missing = [key for key in masks if key not in weights]
+    if missing:
+        raise ValueError(
+            f"Every key of `masks` needs weights. Missing weights for: {missing}"
+        )
+    weights = {key: np.asarray(weights[key]) for key in masks}
+    masks = {key: np.asarray(mask, dtype=np.float32) for key, mask in masks.items()}
+    for key, mask in masks.items():
+        if weights[key].shape != mask.shape:
+            raise ValueError(
+                f"Expected weights and mask of '{key}' to have the same shape. "
+                f"Received: {weights[key].shape} and {mask.shape}"
+            )
+        if not np.all((mask == 0) | (mask == 1)):
+            raise ValueError(
+                f"Expected the mask of '{key}' to hold only 0 and 1. "
+                f"Received values: {np.unique(mask)[:10]}"
+            )
+    return weights, masks

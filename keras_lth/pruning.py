@@ -15,6 +15,13 @@ All of them share three guarantees:
   their flat index (and, for `"global"`, of the tensors' order in the dict).
 * **Monotone.** A pruned weight (mask 0) stays pruned.
 
+**Across tensors.** `"global"` ranks every tensor's weights by `|w|`, so a
+tensor initialised at a smaller scale (an Embedding next to Dense kernels)
+can lose almost all of its weights. `"lamp"` (Lee et al., ICLR 2021) ranks
+them by a score that no rescaling of a tensor changes (`lamp_scores`) and
+keeps each tensor's largest weight. With both, `min_density` keeps at least
+`floor(min_density * n + 0.5)` of each tensor's `n` weights (or blocks).
+
 **Block pruning.** With `block=(rows, cols)`, `prune`, `prune_layerwise`,
 `prune_global` and `prune_random` prune whole blocks of weights instead of
 single weights, for sparse inference kernels such as LiteRT's sparse
@@ -66,31 +73,37 @@ sparse tensor cores (2:4 on NVIDIA Ampere and later). `is_block_sparse`,
 import numpy as np
 from numpy.typing import ArrayLike
 
-from keras_lth._blocks import Blocks
-from keras_lth._blocks import block_counts
 from keras_lth._blocks import block_for
 from keras_lth._blocks import block_text
 from keras_lth._blocks import check_block
-from keras_lth._blocks import check_finite
+from keras_lth._blocks import check_masks
+from keras_lth._blocks import check_n_m
+from keras_lth._blocks import is_block_sparse
+from keras_lth._blocks import is_n_m_sparse
+from keras_lth._blocks import keep_n_of_m
 from keras_lth._blocks import parse_block
+from keras_lth._blocks import surviving_blocks
 from keras_lth._blocks import units_per_tensor
 from keras_lth._checks import check_choice
 from keras_lth._checks import check_fraction
 from keras_lth._checks import check_known_keys
-from keras_lth._checks import is_int
 
 __all__ = [
+    "GLOBAL_STRATEGIES",
     "STRATEGIES",
     "block_text",
     "check_block",
     "check_masks",
+    "check_min_density",
     "check_strategy",
     "count_units",
     "is_block_sparse",
     "is_n_m_sparse",
+    "lamp_scores",
     "parse_block",
     "prune",
     "prune_global",
+    "prune_lamp",
     "prune_layerwise",
     "prune_n_m",
     "prune_random",
@@ -99,9 +112,12 @@ __all__ = [
     "target_count",
 ]
 
-#: The pruning strategies: magnitude per tensor, magnitude across tensors, and
-#: the paper's random-pruning control.
-STRATEGIES = ("layerwise", "global", "random")
+#: The pruning strategies: magnitude per tensor, magnitude across tensors, the
+#: paper's random-pruning control, and layer-adaptive LAMP scores across tensors.
+STRATEGIES = ("layerwise", "global", "random", "lamp")
+
+#: The strategies that rank all tensors together, with one rate and threshold.
+GLOBAL_STRATEGIES = ("global", "lamp")
 
 
 def check_strategy(strategy, *, choices=STRATEGIES, name="strategy"):
@@ -141,7 +157,16 @@ def target_count(start, rate, step):
     return int(np.floor(start * (1.0 - rate) ** step + 0.5))
 
 
-def prune(weights, masks, rate, *, strategy="layerwise", seed=None, block=None):
+def prune(
+    weights,
+    masks,
+    rate,
+    *,
+    strategy="layerwise",
+    seed=None,
+    block=None,
+    min_density=0.0,
+):
     """Prunes with the named strategy.
 
     Args:
@@ -151,10 +176,11 @@ def prune(weights, masks, rate, *, strategy="layerwise", seed=None, block=None):
         rate: For `"layerwise"` and `"random"`, a float in `[0, 1]` or a dict
             mapping keys to such floats: the fraction of each tensor's
             surviving weights (or blocks) to prune (keys missing from the dict
-            are not pruned). For `"global"`, one float: the fraction of all
-            surviving weights (or blocks) to prune, below a single magnitude
-            threshold.
-        strategy: One of `"layerwise"`, `"global"` or `"random"`.
+            are not pruned). For `"global"` and `"lamp"`, one float: the
+            fraction of all surviving weights (or blocks) to prune, below a
+            single threshold on `|w|` or on LAMP scores.
+        strategy: One of `STRATEGIES`: `"layerwise"`, `"global"`, `"random"`
+            or `"lamp"`.
         seed: Seed of the random generator, for `"random"` only.
         block: `None` to prune single weights, or `(rows, cols)` to prune
             whole blocks of `rows` output units by `cols` consecutive inputs
@@ -162,16 +188,42 @@ def prune(weights, masks, rate, *, strategy="layerwise", seed=None, block=None):
             mapping keys to such pairs (missing keys and `None` values are
             pruned weight by weight). For example `(1, 4)` for LiteRT's float
             sparse kernels and `(1, 16)` for its int8 ones.
+        min_density: For `"global"` and `"lamp"`, a float in `[0, 1)`: the
+            fraction of each tensor's weights (or blocks) it keeps at least;
+            see `prune_global`. Must be 0 with the other strategies.
 
     Returns:
         A dict with the new masks.
     """
-    check_strategy(strategy)
+    check_min_density(min_density, strategy)
     if strategy == "layerwise":
         return prune_layerwise(weights, masks, rate, block=block)
-    if strategy == "global":
-        return prune_global(weights, masks, rate, block=block)
+    if strategy in GLOBAL_STRATEGIES:
+        prune_together = prune_global if strategy == "global" else prune_lamp
+        return prune_together(
+            weights, masks, rate, block=block, min_density=min_density
+        )
     return prune_random(weights, masks, rate, seed=seed, block=block)
+
+
+def check_min_density(min_density, strategy="global"):
+    """Returns `min_density` as a float in `[0, 1)`, for `strategy`.
+
+    Raises:
+        TypeError: If it is not a number.
+        ValueError: If it lies outside `[0, 1)`, or is not 0 with a strategy
+            outside `GLOBAL_STRATEGIES`, or `strategy` is unknown.
+    """
+    check_strategy(strategy)
+    min_density = check_fraction(min_density, "min_density", interval="[0, 1)")
+    if min_density and strategy not in GLOBAL_STRATEGIES:
+        raise ValueError(
+            "`min_density` sets a floor under each tensor when the tensors are "
+            f"ranked together, with strategy in {GLOBAL_STRATEGIES}; "
+            f"strategy={strategy!r} sets each tensor's count itself. Expected "
+            f"min_density=0. Received: min_density={min_density!r}"
+        )
+    return min_density
 
 
 def prune_to_sparsity(
@@ -182,6 +234,7 @@ def prune_to_sparsity(
     strategy: str = "layerwise",
     seed=None,
     block=None,
+    min_density: float = 0.0,
 ) -> dict:
     """Prunes surviving weights until a target sparsity is reached.
 
@@ -194,9 +247,10 @@ def prune_to_sparsity(
         rate = count / alive
 
     so exactly `target` weights are pruned afterwards (or more, if the masks
-    already pruned more: nothing grows back). With `"global"`, `n`, `alive`
-    and `target` are summed over all tensors and one magnitude threshold is
-    shared.
+    already pruned more: nothing grows back). With `"global"` and `"lamp"`,
+    `n`, `alive` and `target` are summed over all tensors and one threshold
+    is shared (fewer are pruned if `min_density` or LAMP's one kept weight
+    per tensor forbids more).
 
     With `block`, the same holds in blocks (see the module docstring): `n` is
     the tensor's number of blocks, `alive` its blocks that keep a weight, and
@@ -212,27 +266,30 @@ def prune_to_sparsity(
             a dict mapping keys to such floats (tensors left out are not
             pruned further).
         strategy: `"layerwise"` (each tensor reaches `sparsity`, by
-            magnitude), `"global"` (all tensors together, by magnitude) or
-            `"random"` (each tensor reaches `sparsity`, at random).
+            magnitude), `"global"` (all tensors together, by magnitude),
+            `"lamp"` (all together, by LAMP score) or `"random"` (each tensor
+            reaches `sparsity`, at random).
         seed: Seed for `"random"`.
         block: `None` (single weights), a `(rows, cols)` block in LiteRT's
             `(out, in)` orientation, or a dict mapping keys to such blocks or
             `None`; see `prune`.
+        min_density: Float in `[0, 1)`, for `"global"` and `"lamp"`; see
+            `prune_global`.
 
     Returns:
         A dict with the new masks, float32 arrays.
     """
-    check_strategy(strategy)
+    check_min_density(min_density, strategy)
     if not isinstance(masks, dict):
         raise TypeError(
             "Expected `masks` to be a dict mapping tensor keys to arrays. "
             f"Received: {type(masks).__name__}"
         )
     masks = {key: np.asarray(mask, dtype=np.float32) for key, mask in masks.items()}
-    if strategy == "global":
+    if strategy in GLOBAL_STRATEGIES:
         if isinstance(sparsity, dict):
             raise TypeError(
-                "Expected `sparsity` to be one float for global pruning. "
+                f"Expected `sparsity` to be one float for strategy={strategy!r}. "
                 f"Received: sparsity={sparsity!r}"
             )
         check_fraction(sparsity, "sparsity", interval="[0, 1]")
@@ -240,7 +297,14 @@ def prune_to_sparsity(
         size = sum(total for total, _ in units)
         alive = sum(alive for _, alive in units)
         rate = _rate(sparsity, size, alive)
-        return prune(weights, masks, rate, strategy="global", block=block)
+        return prune(
+            weights,
+            masks,
+            rate,
+            strategy=strategy,
+            block=block,
+            min_density=min_density,
+        )
     if isinstance(sparsity, dict):
         check_known_keys(sparsity, masks, "sparsity")
         targets = sparsity
@@ -310,7 +374,7 @@ def prune_layerwise(weights, masks, rate, *, block=None):
     return new_masks
 
 
-def prune_global(weights, masks, rate, *, block=None):
+def prune_global(weights, masks, rate, *, block=None, min_density=0.0):
     """Prunes the smallest-magnitude surviving weights across all tensors.
 
     One magnitude threshold is shared by every tensor in `masks`: exactly
@@ -322,6 +386,11 @@ def prune_global(weights, masks, rate, *, block=None):
     threshold, so the smaller ones, whose norms sum fewer weights, tend to go
     first.
 
+    With `min_density`, a tensor of `n` weights (or blocks) keeps at least
+    `floor(min_density * n + 0.5)` of them (or all it has, if fewer survive):
+    once it reaches that floor, the threshold passes it by. If the floors
+    leave fewer than the count to prune, only those are pruned.
+
     Args:
         weights: Dict mapping a tensor key to its trained weights.
         masks: Dict with the same keys mapping to the current masks.
@@ -329,36 +398,125 @@ def prune_global(weights, masks, rate, *, block=None):
             blocks) to prune.
         block: `None`, a `(rows, cols)` pair in LiteRT's `(out, in)`
             orientation, or a dict mapping keys to such pairs; see `prune`.
+        min_density: A float in `[0, 1)`: the fraction of each tensor's
+            weights (or blocks) it keeps at least. Defaults to 0.
 
     Returns:
         A dict with the new masks.
     """
+    return _prune_together(weights, masks, rate, block, min_density, lamp=False)
+
+
+def prune_lamp(weights, masks, rate, *, block=None, min_density=0.0):
+    """Prunes the survivors of lowest LAMP score across all tensors.
+
+    LAMP (Lee et al., "Layer-adaptive sparsity for the magnitude-based
+    pruning", ICLR 2021) ranks each tensor's survivors by `lamp_scores`, and
+    one threshold on the scores is shared by all tensors: each tensor gets
+    its own sparsity, rescaling a tensor changes nothing, and within a tensor
+    the smallest `|w|` still goes first. Counts and ties are those of
+    `prune_global`, with one more floor: a tensor with survivors keeps at
+    least one (its largest, of score 1), even at `rate=1`. With `block`,
+    blocks are ranked by the LAMP scores of their L2 norms.
+
+    Args:
+        weights: Dict mapping a tensor key to its trained weights.
+        masks: Dict with the same keys mapping to the current masks.
+        rate: A float in `[0, 1]`: the fraction of all surviving weights (or
+            blocks) to prune.
+        block: `None`, a `(rows, cols)` pair or a dict of them; see `prune`.
+        min_density: A float in `[0, 1)`; see `prune_global`.
+
+    Returns:
+        A dict with the new masks.
+
+    Example:
+
+    >>> weights = {"emb": np.array([0.01, 0.02, 0.03, 0.04]),
+    ...            "dense": np.array([1.0, 2.0, 3.0, 4.0])}
+    >>> masks = {key: np.ones(4) for key in weights}
+    >>> new = prune_lamp(weights, masks, 0.5)  # Same scores: 2 from each.
+    >>> new["emb"], new["dense"]
+    (array([0., 0., 1., 1.], dtype=float32), array([0., 0., 1., 1.], dtype=float32))
+    >>> prune_global(weights, masks, 0.5)["emb"]  # All 4 from "emb".
+    array([0., 0., 0., 0.], dtype=float32)
+    """
+    return _prune_together(weights, masks, rate, block, min_density, lamp=True)
+
+
+def lamp_scores(weights: ArrayLike) -> np.ndarray:
+    """The LAMP score of every weight of one tensor (Lee et al., ICLR 2021).
+
+    With the weights sorted by `|w|` in ascending order (ties in flat index
+    order), weight `u` scores
+
+        score(u) = w[u] ** 2 / sum(w[v] ** 2 for v >= u)
+
+    in `[0, 1]`: the largest weight scores 1, and the scores rise with `|w|`.
+    Multiplying the tensor by a constant leaves them unchanged. All-zero
+    weights score 0.
+
+    Args:
+        weights: Array of any shape.
+
+    Returns:
+        A float64 array of the same shape.
+
+    Example:
+
+    >>> lamp_scores(np.array([3.0, -1.0, 2.0]))  # 9/9, 1/14, 4/13
+    array([1.        , 0.07142857, 0.30769231])
+    """
+    magnitudes = np.abs(np.asarray(weights, dtype=np.float64))
+    flat = magnitudes.ravel()
+    order = np.argsort(flat, kind="stable")
+    ranked = flat[order]
+    top = ranked[-1] if ranked.size and ranked[-1] > 0 else 1.0
+    squares = (ranked / top) ** 2  # Scaled: neither overflows nor underflows.
+    below = np.cumsum(squares[::-1])[::-1]
+    ranked_scores = np.divide(
+        squares, below, out=np.zeros_like(squares), where=below > 0
+    )
+    # Rising with |w| in exact arithmetic; kept so against rounding.
+    scores = np.empty_like(flat)
+    scores[order] = np.maximum.accumulate(ranked_scores)
+    return scores.reshape(magnitudes.shape)
+
+
+def _prune_together(weights, masks, rate, block, min_density, lamp):
+    """`prune_global` (`lamp=False`) and `prune_lamp` (`lamp=True`)."""
     weights, masks = check_masks(weights, masks)
     if isinstance(rate, dict):
         raise TypeError(
-            "Expected `rate` to be one float for global pruning. "
+            "Expected `rate` to be one float for pruning across tensors. "
             f"Received: rate={rate!r} of type {type(rate).__name__}"
         )
     check_fraction(rate, "rate", interval="[0, 1]")
+    min_density = check_min_density(min_density)
     units = units_per_tensor(block, masks)
+    # Each tensor's candidates: its survivors by |w|, smallest first, but for
+    # the ones its floor keeps. Its scores rise with |w|, so one threshold
+    # prunes a prefix of them, and ties stay in |w| then flat index order.
+    candidates, scores, alive_total = [], [], 0
+    for key, mask in masks.items():
+        alive = units[key].alive(mask)
+        magnitude = units[key].scores(key, weights[key], mask, alive)
+        score = lamp_scores(magnitude) if lamp else magnitude
+        order = np.argsort(magnitude, kind="stable")
+        size, _ = _units(mask, block_for(block, key))
+        floor = min(max(_count(min_density, size), int(lamp)), alive.size)
+        candidates.append(alive[order[: alive.size - floor]])
+        scores.append(score[order[: alive.size - floor]])
+        alive_total += alive.size
     if not masks:
         return {}
-    keys = list(masks)
-    survivors = [units[key].alive(masks[key]) for key in keys]
-    scores = [
-        units[key].scores(key, weights[key], masks[key], alive)
-        for key, alive in zip(keys, survivors)
-    ]
-    owners = np.concatenate(
-        [np.full(alive.size, i) for i, alive in enumerate(survivors)]
-    ).astype(np.int64)
-    flat_scores = np.concatenate(scores) if scores else np.zeros(0)
-    flat_index = np.concatenate(survivors) if survivors else np.zeros(0, int)
-    count = _count(rate, flat_scores.size)
-    pruned = np.argsort(flat_scores, kind="stable")[:count]
+    owners = np.repeat(np.arange(len(masks)), [c.size for c in candidates])
+    flat_index = np.concatenate(candidates)
+    count = min(_count(rate, alive_total), flat_index.size)
+    pruned = np.argsort(np.concatenate(scores), kind="stable")[:count]
     return {
         key: units[key].drop(masks[key], flat_index[pruned[owners[pruned] == i]])
-        for i, key in enumerate(keys)
+        for i, key in enumerate(masks)
     }
 
 
@@ -433,140 +591,8 @@ def prune_n_m(weights: dict, masks: dict, *, n: int = 2, m: int = 4) -> dict:
     array([0., 1., 1., 0.], dtype=float32)
     """
     weights, masks = check_masks(weights, masks)
-    n, m = _check_n_m(n, m)
-    new_masks = {}
-    for key, mask in masks.items():
-        groups = Blocks(mask.shape, (1, m))
-        alive = mask == 1
-        check_finite(key, np.abs(weights[key][alive]))
-        scores = np.where(alive, np.abs(weights[key].astype(np.float64)), -np.inf)
-        # Padding ranks below every weight; pruned weights tie with it and
-        # stay pruned whatever their rank.
-        grouped = groups.pad(scores, fill=-np.inf)
-        order = np.argsort(grouped, axis=2, kind="stable")
-        ranks = np.empty_like(order)
-        positions = np.arange(m).reshape(1, 1, m, 1, 1)
-        np.put_along_axis(ranks, order, np.broadcast_to(positions, order.shape), 2)
-        new = mask.copy()
-        new *= groups.crop(ranks >= m - n)
-        new_masks[key] = new
-    return new_masks
-
-
-def is_block_sparse(mask: ArrayLike, block: tuple[int, int]) -> bool:
-    """Whether every block of `mask` is either wholly kept or wholly pruned.
-
-    Blocks are read as in block pruning (see the module docstring): `block`
-    is `(rows, cols)` in LiteRT's `(out, in)` orientation, on a tensor read as
-    `(..., in, out)`, with a smaller last block where a side does not divide
-    the dimension.
-
-    Args:
-        mask: Array of any shape; nonzero entries count as kept.
-        block: A `(rows, cols)` pair of positive ints.
-
-    Returns:
-        `True` if no block mixes kept and pruned entries.
-
-    Example:
-
-    >>> is_block_sparse(np.array([[1, 0], [1, 0], [0, 1], [0, 1]]), (1, 2))
-    True
-    >>> is_block_sparse(np.array([[1, 0], [0, 0], [0, 1], [0, 1]]), (1, 2))
-    False
-    """
-    kept, size = block_counts(mask, check_block(block, allow_none=False))
-    return bool(np.all((kept == 0) | (kept == size)))
-
-
-def is_n_m_sparse(mask: ArrayLike, n: int, m: int) -> bool:
-    """Whether every `m` consecutive entries along the input axis keep `<= n`.
-
-    The groups are those of `prune_n_m`. Pass a stripped kernel to check the
-    weights themselves: their nonzero entries count as kept.
-
-    Args:
-        mask: Array of any shape; nonzero entries count as kept.
-        n: Positive int: the most entries a group may keep.
-        m: Int `>= n`: the length of a group.
-
-    Returns:
-        `True` if no group keeps more than `n` entries.
-
-    Example:
-
-    >>> is_n_m_sparse(np.array([[1], [0], [0], [1], [1], [1], [0], [0]]), 2, 4)
-    True
-    """
-    n, m = _check_n_m(n, m)
-    kept, _ = block_counts(mask, (1, m))
-    return bool(np.all(kept <= n))
-
-
-def surviving_blocks(mask: ArrayLike, block: tuple[int, int]) -> int:
-    """The number of blocks of `mask` that keep at least one entry.
-
-    This is the `n` that block pruning's exact counts refer to: a tensor asked
-    to lose `rate` of its blocks loses `floor(rate * n + 0.5)` of them. With
-    `block=(1, 1)` it is the number of kept entries.
-
-    Args:
-        mask: Array of any shape; nonzero entries count as kept.
-        block: A `(rows, cols)` pair of positive ints in LiteRT's `(out, in)`
-            orientation.
-
-    Returns:
-        The number of blocks that are still alive.
-    """
-    kept, _ = block_counts(mask, check_block(block, allow_none=False))
-    return int(np.count_nonzero(kept))
-
-
-def _check_n_m(n, m):
-    if not (is_int(n) and is_int(m) and 1 <= n <= m):
-        raise ValueError(
-            "Expected `n` and `m` to be ints with 1 <= n <= m, for example "
-            f"n=2, m=4. Received: n={n!r}, m={m!r}"
-        )
-    return int(n), int(m)
-
-
-def check_masks(weights, masks):
-    """Checks masks against their weights: `(weights, masks)` as numpy arrays.
-
-    Every mask needs weights of its shape and holds only 0 and 1; masks come
-    back as float32.
-
-    Raises:
-        TypeError: If either is not a dict.
-        ValueError: Naming the tensor whose weights are missing, whose shapes
-            differ, or whose mask holds other values.
-    """
-    if not isinstance(weights, dict) or not isinstance(masks, dict):
-        raise TypeError(
-            "Expected `weights` and `masks` to be dicts mapping tensor keys "
-            f"to arrays. Received: {type(weights).__name__} and "
-            f"{type(masks).__name__}"
-        )
-    missing = [key for key in masks if key not in weights]
-    if missing:
-        raise ValueError(
-            f"Every key of `masks` needs weights. Missing weights for: {missing}"
-        )
-    weights = {key: np.asarray(weights[key]) for key in masks}
-    masks = {key: np.asarray(mask, dtype=np.float32) for key, mask in masks.items()}
-    for key, mask in masks.items():
-        if weights[key].shape != mask.shape:
-            raise ValueError(
-                f"Expected weights and mask of '{key}' to have the same shape. "
-                f"Received: {weights[key].shape} and {mask.shape}"
-            )
-        if not np.all((mask == 0) | (mask == 1)):
-            raise ValueError(
-                f"Expected the mask of '{key}' to hold only 0 and 1. "
-                f"Received values: {np.unique(mask)[:10]}"
-            )
-    return weights, masks
+    n, m = check_n_m(n, m)
+    return keep_n_of_m(weights, masks, n, m)
 
 
 def _per_tensor_rates(rate, masks):

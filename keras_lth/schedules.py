@@ -3,8 +3,9 @@
 A schedule is a plain callable `schedule(step) -> (should_prune, sparsity)`:
 given the optimizer step (a Python int), it says whether to prune before that
 step and to which sparsity (the fraction of each tensor's weights that is
-pruned, or of all of them with `strategy="global"`). Schedules run on the host
-between batches, in plain Python, never inside the compiled training step.
+pruned, or of all of them with `strategy="global"` or `"lamp"`). Schedules run
+on the host between batches, in plain Python, never inside the compiled
+training step.
 
 The two schedules here reproduce tensorflow-model-optimization's
 `tfmot.sparsity.keras.PolynomialDecay` and `ConstantSparsity` exactly: the same

@@ -27,6 +27,7 @@ from hypothesis.extra import numpy as hnp
 from keras_lth import pruning
 from keras_lth.pruning import prune
 from keras_lth.pruning import prune_global
+from keras_lth.pruning import prune_lamp
 from keras_lth.pruning import prune_layerwise
 from keras_lth.pruning import prune_n_m
 from keras_lth.pruning import prune_random
@@ -56,6 +57,12 @@ _seeds = st.integers(0, 2**32 - 1)
 def expected_count(rate, surviving):
     """The documented count: `rate * surviving` rounded half up."""
     return math.floor(rate * surviving + 0.5)
+
+
+def expected_one_tensor_count(strategy, rate, surviving):
+    """`expected_count` for one tensor; `"lamp"` always keeps one survivor."""
+    count = expected_count(rate, surviving)
+    return min(count, max(surviving - 1, 0)) if strategy == "lamp" else count
 
 
 @st.composite
@@ -192,7 +199,7 @@ def test_pruned_weight_with_huge_magnitude_stays_pruned(strategy, rate):
     masks = {"t": np.array([0.0, 0.0, 1.0, 1.0, 1.0], dtype=np.float32)}
     new = prune(weights, masks, rate, strategy=strategy, seed=0)["t"]
     assert new[0] == 0.0 and new[1] == 0.0
-    assert np.sum(new[2:] == 0) == expected_count(rate, 3)
+    assert np.sum(new[2:] == 0) == expected_one_tensor_count(strategy, rate, 3)
 
 
 @FAST
@@ -319,6 +326,266 @@ def test_global_ignores_weights_that_have_no_mask():
     np.testing.assert_array_equal(new["b"], [0.0, 0.0])
 
 
+# --- LAMP ---------------------------------------------------------------------
+
+
+def reference_lamp_scores(values):
+    """The paper's definition, written out: `w_u^2 / sum_{v >= u} w_v^2` with
+    the weights sorted by (|w|, flat index), ascending."""
+    flat = np.abs(np.asarray(values, dtype=np.float64)).ravel()
+    ranked = sorted(range(flat.size), key=lambda i: (flat[i], i))
+    scores = np.zeros(flat.size)
+    for position, i in enumerate(ranked):
+        below = sum(flat[j] ** 2 for j in ranked[position:])
+        scores[i] = flat[i] ** 2 / below if below > 0 else 0.0
+    return scores.reshape(np.shape(values))
+
+
+def lamp_survivor_scores(weights, mask):
+    """`{flat index: LAMP score}` of a tensor's survivors, among survivors."""
+    alive = survivors(mask)
+    scores = pruning.lamp_scores(abs_flat(weights)[alive])
+    return dict(zip(alive.tolist(), scores.tolist(), strict=True))
+
+
+@FAST
+@given(tensor_pair())
+def test_lamp_scores_follow_the_papers_definition(pair):
+    weights, _ = pair
+    scores = pruning.lamp_scores(weights)
+    assert scores.shape == np.shape(weights) and scores.dtype == np.float64
+    np.testing.assert_allclose(scores, reference_lamp_scores(weights), rtol=1e-9)
+
+
+def test_lamp_scores_example():
+    # Sorted: 1, 2, 3. Scores 1/(1+4+9), 4/(4+9), 9/9.
+    np.testing.assert_allclose(
+        pruning.lamp_scores(np.array([[3.0, -1.0], [2.0, 0.0]])),
+        [[1.0, 1 / 14], [4 / 13, 0.0]],
+    )
+    assert pruning.lamp_scores(np.zeros(3)).tolist() == [0.0, 0.0, 0.0]
+
+
+@FAST
+@given(tensor_dicts(), _rates)
+def test_lamp_prunes_exact_total_count_but_one_per_tensor(data, rate):
+    weights, masks = data
+    new = prune_lamp(weights, masks, rate)
+    total = sum(survivors(mask).size for mask in masks.values())
+    nonempty = sum(survivors(mask).size > 0 for mask in masks.values())
+    pruned = sum(newly_pruned(masks[key], new[key]).size for key in masks)
+    assert pruned == min(expected_count(rate, total), total - nonempty)
+
+
+@FAST
+@given(tensor_dicts(), _rates)
+def test_lamp_keeps_each_tensors_largest_weight(data, rate):
+    weights, masks = data
+    new = prune_lamp(weights, masks, rate)
+    for key, mask in masks.items():
+        alive = survivors(mask)
+        if alive.size:
+            largest = max(alive, key=lambda i: (abs_flat(weights[key])[i], i))
+            assert new[key].ravel()[largest] == 1
+
+
+@FAST
+@given(tensor_dicts(), _rates)
+def test_lamp_uses_one_threshold_on_lamp_scores(data, rate):
+    weights, masks = data
+    new = prune_lamp(weights, masks, rate)
+    gone, stay = [], []
+    for key, mask in masks.items():
+        scores = lamp_survivor_scores(weights[key], mask)
+        gone += [scores[i] for i in newly_pruned(mask, new[key])]
+        # Each tensor's largest survivor is kept whatever its score.
+        top = max(scores, key=lambda i: (abs_flat(weights[key])[i], i), default=-1)
+        stay += [scores[i] for i in kept(new[key]) if i != top]
+    if gone and stay:
+        assert max(gone) <= min(stay) + 1e-12
+
+
+@FAST
+@given(tensor_dicts(), _rates)
+def test_lamp_prunes_each_tensors_smallest_survivors(data, rate):
+    weights, masks = data
+    new = prune_lamp(weights, masks, rate)
+    for key, mask in masks.items():
+        magnitudes = abs_flat(weights[key])
+        gone = magnitudes[newly_pruned(mask, new[key])]
+        stay = magnitudes[kept(new[key])]
+        if gone.size and stay.size:
+            assert gone.max() <= stay.min()
+
+
+@FAST
+@given(tensor_dicts(), _rates, st.integers(-20, 20))
+def test_lamp_ignores_rescaling_a_tensor_by_a_power_of_two(data, rate, power):
+    weights, masks = data
+    first = next(iter(masks))
+    scaled = {**weights, first: weights[first] * np.float64(2.0**power)}
+    before, after = prune_lamp(weights, masks, rate), prune_lamp(scaled, masks, rate)
+    for key in masks:
+        np.testing.assert_array_equal(before[key], after[key])
+
+
+@pytest.mark.parametrize("factor", [10.0, 1e-3, 7.3])
+def test_lamp_masks_do_not_change_when_one_tensor_is_rescaled(factor):
+    rng = np.random.default_rng(0)
+    weights = {
+        "emb/embeddings": rng.normal(0, 0.05, size=(50, 16)),
+        "dense/kernel": rng.normal(0, 0.3, size=(16, 32)),
+        "head/kernel": rng.normal(0, 0.3, size=(32, 4)),
+    }
+    masks = {key: np.ones(w.shape) for key, w in weights.items()}
+    for rate in (0.2, 0.5, 0.9):
+        before = prune_lamp(weights, masks, rate)
+        scaled = {**weights, "emb/embeddings": weights["emb/embeddings"] * factor}
+        after = prune_lamp(scaled, masks, rate)
+        for key in masks:
+            np.testing.assert_array_equal(before[key], after[key])
+    # Global pruning, by contrast, moves with the scale.
+    scaled = {**weights, "emb/embeddings": weights["emb/embeddings"] * 10.0}
+    assert not np.array_equal(
+        prune_global(weights, masks, 0.5)["emb/embeddings"],
+        prune_global(scaled, masks, 0.5)["emb/embeddings"],
+    )
+
+
+def test_lamp_spares_the_small_scale_tensor_that_global_empties():
+    rng = np.random.default_rng(1)
+    weights = {
+        "emb/embeddings": rng.normal(0, 0.01, size=(100, 8)),
+        "dense/kernel": rng.normal(0, 0.1, size=(8, 100)),
+    }
+    masks = {key: np.ones(w.shape) for key, w in weights.items()}
+    by_global = prune_global(weights, masks, 0.75)
+    by_lamp = prune_lamp(weights, masks, 0.75)
+    assert by_global["emb/embeddings"].mean() < 0.05
+    assert 0.15 < by_lamp["emb/embeddings"].mean() < 0.35
+    assert sum(m.sum() for m in by_lamp.values()) == 400  # 1600 - 1200.
+
+
+@FAST
+@given(tensor_pair(), _rates)
+def test_lamp_with_one_tensor_equals_layerwise_but_keeps_one(pair, rate):
+    weights, mask = pair
+    alive = survivors(mask).size
+    capped = min(expected_count(rate, alive), max(alive - 1, 0))
+    lamp = prune_lamp({"t": weights}, {"t": mask}, rate)["t"]
+    layerwise = prune_layerwise(
+        {"t": weights}, {"t": mask}, capped / alive if alive else 0
+    )
+    np.testing.assert_array_equal(lamp, layerwise["t"])
+
+
+def test_lamp_ties_pruned_in_dict_order_then_flat_index():
+    weights = {"b": np.array([1.0, -1.0, 1.0, 2.0]), "a": np.array([-1.0, 1.0, 2.0])}
+    masks = {"b": np.ones(4), "a": np.ones(3)}
+    # LAMP scores: b = 1/7, 1/6, 1/5, 1 and a = 1/6, 1/5, 1. Losing
+    # round(3 / 7 * 7) = 3 takes b[0] (1/7), then the 1/6 tie: b[1], a[0].
+    new = prune_lamp(weights, masks, 3 / 7)
+    np.testing.assert_array_equal(new["b"], [0.0, 0.0, 1.0, 1.0])
+    np.testing.assert_array_equal(new["a"], [0.0, 1.0, 1.0])
+
+
+# --- min_density --------------------------------------------------------------
+
+_densities = st.floats(0.0, 0.99, allow_nan=False)
+
+
+@FAST
+@given(tensor_dicts(), _rates, _densities, st.sampled_from(pruning.GLOBAL_STRATEGIES))
+def test_min_density_is_a_floor_under_every_tensor(data, rate, density, strategy):
+    weights, masks = data
+    new = prune(weights, masks, rate, strategy=strategy, min_density=density)
+    room = 0
+    for key, mask in masks.items():
+        alive = survivors(mask).size
+        floor = min(expected_count(density, np.size(mask)), alive)
+        floor = max(floor, min(alive, 1)) if strategy == "lamp" else floor
+        assert kept(new[key]).size >= floor
+        assert np.all(new[key] <= mask)
+        room += alive - floor
+    total = sum(survivors(mask).size for mask in masks.values())
+    pruned = sum(newly_pruned(masks[key], new[key]).size for key in masks)
+    assert pruned == min(expected_count(rate, total), room)
+
+
+def test_min_density_example():
+    weights = {"small": np.arange(1.0, 11.0) / 100, "large": np.arange(1.0, 11.0)}
+    masks = {key: np.ones(10) for key in weights}
+    # 10 of 20 go. Global alone takes all of "small"; a floor of 3 keeps its
+    # 3 largest, and the threshold moves on to "large".
+    new = prune_global(weights, masks, 0.5, min_density=0.3)
+    np.testing.assert_array_equal(new["small"], [0.0] * 7 + [1.0] * 3)
+    np.testing.assert_array_equal(new["large"], [0.0] * 3 + [1.0] * 7)
+    # Floors that leave too little room: only what they allow goes.
+    new = prune_global(weights, masks, 1.0, min_density=0.3)
+    assert new["small"].sum() == 3 and new["large"].sum() == 3
+
+
+def test_min_density_counts_blocks_with_block():
+    weights = {"t": np.arange(1.0, 9.0).reshape(8, 1)}
+    masks = {"t": np.ones((8, 1))}
+    # 4 blocks of (1, 2) along the input axis; a floor of 0.5 keeps 2 of them.
+    new = prune_global(weights, masks, 1.0, block=(1, 2), min_density=0.5)["t"]
+    np.testing.assert_array_equal(new.ravel(), [0, 0, 0, 0, 1, 1, 1, 1])
+
+
+@pytest.mark.parametrize("strategy", pruning.GLOBAL_STRATEGIES)
+def test_prune_to_sparsity_with_lamp_and_min_density(strategy):
+    rng = np.random.default_rng(2)
+    weights = {"a": rng.normal(0, 0.01, size=40), "b": rng.normal(size=60)}
+    masks = {key: np.ones(w.shape) for key, w in weights.items()}
+    new = pruning.prune_to_sparsity(weights, masks, 0.8, strategy=strategy)
+    assert sum(m.sum() for m in new.values()) == 20
+    new = pruning.prune_to_sparsity(
+        weights, masks, 0.8, strategy=strategy, min_density=0.25
+    )
+    assert new["a"].sum() >= 10 and new["b"].sum() >= 15
+    assert sum(m.sum() for m in new.values()) == 25 if strategy == "global" else 20
+
+
+@pytest.mark.parametrize(
+    "bad, error, shown",
+    [
+        (1.0, ValueError, r"`min_density` in \[0, 1\). Received: min_density=1.0"),
+        (-0.1, ValueError, r"Received: min_density=-0.1"),
+        (np.nan, ValueError, r"Received: min_density=nan"),
+        ("0.1", TypeError, r"min_density='0.1' of type str"),
+        (True, TypeError, r"min_density=True of type bool"),
+    ],
+)
+@pytest.mark.parametrize("strategy", pruning.GLOBAL_STRATEGIES)
+def test_bad_min_density(strategy, bad, error, shown):
+    weights, masks = _one_tensor()
+    with pytest.raises(error, match=shown):
+        prune(weights, masks, 0.5, strategy=strategy, min_density=bad)
+    with pytest.raises(error, match=shown):
+        pruning.prune_to_sparsity(
+            weights, masks, 0.5, strategy=strategy, min_density=bad
+        )
+
+
+@pytest.mark.parametrize("strategy", ["layerwise", "random"])
+def test_min_density_needs_a_strategy_across_tensors(strategy):
+    weights, masks = _one_tensor()
+    with pytest.raises(ValueError, match=rf"strategy='{strategy}'.*min_density=0"):
+        prune(weights, masks, 0.5, strategy=strategy, min_density=0.1)
+    prune(weights, masks, 0.5, strategy=strategy, min_density=0.0)  # Accepted.
+
+
+def test_lamp_with_a_dict_rate_or_sparsity():
+    weights, masks = _one_tensor()
+    with pytest.raises(TypeError, match=r"one float.*of type dict"):
+        prune(weights, masks, {"dense/kernel": 0.5}, strategy="lamp")
+    with pytest.raises(TypeError, match=r"one float for strategy='lamp'"):
+        pruning.prune_to_sparsity(
+            weights, masks, {"dense/kernel": 0.5}, strategy="lamp"
+        )
+
+
 # --- Random -------------------------------------------------------------------
 
 
@@ -391,7 +658,7 @@ def test_rate_zero_prunes_nothing(data, seed, strategy):
     new = prune(weights, masks, 0.0, strategy=strategy, seed=seed)
     for key in masks:
         np.testing.assert_array_equal(new[key], masks[key])
-    if strategy != "global":
+    if strategy not in pruning.GLOBAL_STRATEGIES:
         new = prune(
             weights, masks, dict.fromkeys(masks, 0.0), strategy=strategy, seed=seed
         )
@@ -400,7 +667,7 @@ def test_rate_zero_prunes_nothing(data, seed, strategy):
 
 
 @FAST
-@given(tensor_dicts(), _seeds, st.sampled_from(pruning.STRATEGIES))
+@given(tensor_dicts(), _seeds, st.sampled_from(["layerwise", "global", "random"]))
 def test_rate_one_prunes_every_survivor(data, seed, strategy):
     weights, masks = data
     new = prune(weights, masks, 1.0, strategy=strategy, seed=seed)
@@ -428,7 +695,7 @@ def test_int_rates_zero_and_one_are_accepted(strategy, rate):
     weights = {"t": np.array([3.0, 1.0, 2.0])}
     masks = {"t": np.ones(3)}
     new = prune(weights, masks, rate, strategy=strategy, seed=0)["t"]
-    assert np.sum(new == 0) == 3 * rate
+    assert np.sum(new == 0) == expected_one_tensor_count(strategy, rate, 3)
 
 
 @pytest.mark.parametrize(
@@ -861,7 +1128,9 @@ def test_block_rate_zero_and_one(data):
         pruned_all = prune(weights, masks, 1.0, strategy=strategy, seed=0, block=block)
         for key in masks:
             np.testing.assert_array_equal(kept_all[key], masks[key])
-            np.testing.assert_array_equal(pruned_all[key], np.zeros(masks[key].shape))
+            left = live_blocks(pruned_all[key], block)
+            alive = live_blocks(masks[key], block)
+            assert len(left) == (min(len(alive), 1) if strategy == "lamp" else 0)
 
 
 # --- Blocks: which blocks, ties ----------------------------------------------
@@ -1056,7 +1325,8 @@ def test_block_pruned_weight_with_huge_or_infinite_value_stays_pruned(strategy, 
     masks = {"t": np.array([[0.0], [0.0], [1.0], [1.0], [1.0], [1.0]])}
     new = prune(weights, masks, rate, strategy=strategy, seed=0, block=(1, 2))["t"]
     assert new[0, 0] == 0.0 and new[1, 0] == 0.0
-    assert len(pruned_blocks(masks["t"], new, (1, 2))) == expected_count(rate, 2)
+    expected = expected_one_tensor_count(strategy, rate, 2)
+    assert len(pruned_blocks(masks["t"], new, (1, 2))) == expected
 
 
 @pytest.mark.parametrize("strategy", ["layerwise", "global"])

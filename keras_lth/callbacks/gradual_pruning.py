@@ -32,9 +32,18 @@ that matters.
 calls; a step the schedule prunes at that falls inside such a run is applied
 at the start of the next one (never early), at the sparsity of the latest
 scheduled step.
+
+**Short schedules.** A schedule that names its target (`final_sparsity` or
+`target_sparsity`, with `begin_step`, `end_step` and `frequency`, as
+keras_lth's and tfmot's do) is checked when `fit` begins: if its last pruning
+step within the steps `fit` will run prunes to less than the target (a
+`PolynomialDecay` whose `end_step` is the number of steps `fit` runs never
+reaches `end_step`, the first step after training), the callback warns with
+the numbers and an `end_step` that fits.
 """
 
 import copy
+import warnings
 
 import keras
 import numpy as np
@@ -57,7 +66,7 @@ __all__ = ["STRATEGIES", "GradualPruning"]
 
 #: The strategies `GradualPruning` accepts (a subset of
 #: `keras_lth.pruning.STRATEGIES`).
-STRATEGIES = ("layerwise", "global")
+STRATEGIES = ("layerwise", "global", "lamp")
 
 
 class GradualPruning(keras.callbacks.Callback):
@@ -67,15 +76,17 @@ class GradualPruning(keras.callbacks.Callback):
     callback asks the schedule `schedule(t) -> (should_prune, sparsity)`;
     when it says to prune, every prunable tensor's mask is set so that
     exactly `sparsity` of its weights are pruned (`strategy="layerwise"`), or
-    of all prunable weights together, below one magnitude threshold
-    (`strategy="global"`). The model must hold masked layers (see
+    of all prunable weights together, below one threshold on `|w|`
+    (`strategy="global"`) or on LAMP scores (`strategy="lamp"`, see
+    `keras_lth.pruning.prune_lamp`). The model must hold masked layers (see
     `keras_lth.mask_model`); see this module's docstring for the schedules
     accepted, the exact counts and the cost.
 
     Args:
         schedule: A schedule `step -> (should_prune, sparsity)`, or
             `step -> sparsity` with `frequency`.
-        strategy: `"layerwise"` or `"global"`. Defaults to `"layerwise"`.
+        strategy: `"layerwise"`, `"global"` or `"lamp"`. Defaults to
+            `"layerwise"`.
         block: `None` (the default) prunes single weights; a `(rows, cols)`
             block prunes whole blocks (see `keras_lth.pruning` for the
             orientation), and a dict maps tensor keys to blocks or `None`.
@@ -166,6 +177,7 @@ class GradualPruning(keras.callbacks.Callback):
         # Ask once now, so that a schedule of the wrong kind fails before
         # any training, not at its first pruning step.
         self._ask(step)
+        self._warn_if_short(step)
 
     def on_epoch_begin(self, epoch, logs=None):
         # One read of the step per epoch (Keras has synchronised at the end
@@ -234,6 +246,43 @@ class GradualPruning(keras.callbacks.Callback):
 
     def _read_step(self):
         return int(ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def _warn_if_short(self, first):
+        """Warns if the schedule's target is out of reach in this `fit`."""
+        steps, epochs = self.params.get("steps"), self.params.get("epochs")
+        schedule = self.schedule
+        target = getattr(schedule, "final_sparsity", None)
+        target = getattr(schedule, "target_sparsity", target)
+        names = ("begin_step", "end_step", "frequency")
+        if not (steps and epochs) or target is None:
+            return
+        if not all(hasattr(schedule, name) for name in names):
+            return
+        begin, end, frequency = (int(getattr(schedule, n)) for n in names)
+        # The last step a batch begins at: `fit` may start later (an
+        # `initial_epoch`), never earlier, so this never warns wrongly.
+        execution = max(int(getattr(self.model, "steps_per_execution", 1)), 1)
+        last = first + steps * (epochs - 1) + (steps - 1) // execution * execution
+        stop = last if end < 0 else min(end, last)
+        if stop >= begin:
+            latest = begin + (stop - begin) // frequency * frequency
+            should_prune, reached = self._ask(latest)
+            if should_prune and reached >= float(target) - 1e-6:
+                return
+            where = f"its last pruning step is {latest}, to sparsity {reached:.4g}"
+            # Then `latest` prunes to the target, and the ramp ends in `fit`.
+            fix = f"set end_step={latest}"
+        else:
+            where, fix = "it never prunes", f"set begin_step to at most {last}"
+        warnings.warn(
+            f"GradualPruning: the schedule does not reach its target sparsity "
+            f"{float(target):g} in this `fit`: {where}. `fit` runs steps "
+            f"{first} to {last} at most ({steps} steps per epoch x {epochs} "
+            f"epochs), and the schedule prunes every {frequency} steps from "
+            f"begin_step={begin} to end_step={end}. To reach the target, {fix}, "
+            "or train for more steps.",
+            stacklevel=2,
+        )
 
     # ------------------------------------------------------------- pruning
 

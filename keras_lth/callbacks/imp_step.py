@@ -1,10 +1,10 @@
 """One pruning step of IMP, as pure functions over arrays.
 
 `LotteryTicket` prunes at the end of every round but the last with
-`next_masks`: each tensor (or, with `strategy="global"`, all of them
-together) goes to its cumulative target `pruning.target_count(start, rate,
-step)`, counted in weights or, with a block, in blocks (`count_kept`), so
-rounding never accumulates over rounds. `masks_settled` is the early-bird
+`next_masks`: each tensor (or, with `strategy="global"` or `"lamp"`, all of
+them together) goes to its cumulative target `pruning.target_count(start,
+rate, step)`, counted in weights or, with a block, in blocks (`count_kept`),
+so rounding never accumulates over rounds. `masks_settled` is the early-bird
 test (You et al. 2020). No model is needed:
 
 >>> weights = {"d/kernel": np.arange(1.0, 11.0)}
@@ -27,6 +27,7 @@ __all__ = [
     "check_block_option",
     "check_layer_rates",
     "count_kept",
+    "default_seed",
     "flat_mask",
     "masks_settled",
     "next_masks",
@@ -42,12 +43,13 @@ OUTPUT_LAYER_RATE_FACTOR = 0.5
 def check_layer_rates(layer_rates, strategy):
     """Returns `layer_rates` as `{layer_name: float in [0, 1)}`.
 
-    `None` gives `{}`. With `strategy="global"` one threshold prunes every
-    layer, so only `0` (never prune the layer) is accepted.
+    `None` gives `{}`. With `strategy="global"` or `"lamp"` one threshold
+    prunes every layer, so only `0` (never prune the layer) is accepted.
 
     Raises:
         TypeError: If `layer_rates` is not a dict of names to numbers.
-        ValueError: If a rate lies outside [0, 1), or is not 0 with "global".
+        ValueError: If a rate lies outside [0, 1), or is not 0 with "global"
+            or "lamp".
     """
     if layer_rates is None:
         return {}
@@ -65,12 +67,12 @@ def check_layer_rates(layer_rates, strategy):
         rates[name] = check_fraction(
             rate, f"the rate of layer '{name}' in `layer_rates`", interval="[0, 1)"
         )
-        if strategy == "global" and rate != 0:
+        if strategy in pruning.GLOBAL_STRATEGIES and rate != 0:
             raise ValueError(
-                "With strategy='global' one threshold prunes every layer, so "
-                "`layer_rates` can only hold 0 (never prune a layer). Received "
-                f"{{'{name}': {rate}}}. Use strategy='layerwise' for per-layer "
-                "rates."
+                f"With strategy={strategy!r} one threshold prunes every layer, "
+                "so `layer_rates` can only hold 0 (never prune a layer). "
+                f"Received {{'{name}': {rate}}}. Use strategy='layerwise' for "
+                "per-layer rates."
             )
     return rates
 
@@ -98,7 +100,17 @@ def count_kept(masks, block=None):
 
 
 def next_masks(
-    weights, masks, *, initial_kept, rates, step, strategy, prune_rate, seed, block=None
+    weights,
+    masks,
+    *,
+    initial_kept,
+    rates,
+    step,
+    strategy,
+    prune_rate,
+    seed,
+    block=None,
+    min_density=0.0,
 ):
     """The masks of pruning step `step` (1-based), at exact cumulative counts.
 
@@ -110,20 +122,31 @@ def next_masks(
             `keras_lth.callbacks.lottery_ticket`); a rate of 0 never prunes.
         step: How many pruning steps the masks reach.
         strategy: One of `keras_lth.pruning.STRATEGIES`.
-        prune_rate: The rate of `"global"`'s one threshold.
+        prune_rate: The rate of `"global"`'s and `"lamp"`'s one threshold.
         seed: The run's seed; `"random"` draws with `[seed, step]`.
         block: `None`, a `(rows, cols)` block or a dict of them per key.
+        min_density: With `"global"` and `"lamp"`, the fraction of its
+            weights (or blocks) each tensor keeps at least; see
+            `pruning.prune_global`.
 
     Returns:
-        `{key: new mask}` (with `"global"`, for the tensors it prunes).
+        `{key: new mask}` (with `"global"` and `"lamp"`, for the tensors they
+        prune).
     """
-    if strategy == "global":
+    if strategy in pruning.GLOBAL_STRATEGIES:
         included = {k: m for k, m in masks.items() if rates[k] > 0}
         start = sum(initial_kept[k] for k in included)
         target = pruning.target_count(start, prune_rate, step)
         alive = sum(count_kept(included, block).values())
-        rate = (alive - target) / alive if alive else 0.0
-        return pruning.prune_global(weights, included, max(rate, 0.0), block=block)
+        rate = max((alive - target) / alive if alive else 0.0, 0.0)
+        return pruning.prune(
+            weights,
+            included,
+            rate,
+            strategy=strategy,
+            block=block,
+            min_density=min_density,
+        )
     step_rates = {}
     for key, alive in count_kept(masks, block).items():
         target = pruning.target_count(initial_kept[key], rates[key], step)
@@ -157,7 +180,8 @@ def tensor_rates(tensors, *, prune_rate, layer_rates, strategy):
 
     A layer named in `layer_rates` gets its own rate; the last prunable layer
     (the output layer) gets `prune_rate * OUTPUT_LAYER_RATE_FACTOR` unless
-    named (not with `strategy="global"`); every other layer gets `prune_rate`.
+    named (not with `"global"` or `"lamp"`); every other layer gets
+    `prune_rate`.
 
     Args:
         tensors: `keras_lth.masking.prunable_tensors(model)`.
@@ -179,9 +203,27 @@ def tensor_rates(tensors, *, prune_rate, layer_rates, strategy):
             f"Prunable layers: {sorted(layer_names)}"
         )
     rates = dict(layer_rates)
-    if strategy != "global" and tensors:
+    if strategy not in pruning.GLOBAL_STRATEGIES and tensors:
         output_layer = list(tensors.values())[-1][0].name
         rates.setdefault(output_layer, prune_rate * OUTPUT_LAYER_RATE_FACTOR)
     return {
         key: rates.get(layer.name, prune_rate) for key, (layer, _) in tensors.items()
     }
+
+
+def default_seed():
+    """The seed of a `LotteryTicket` created with `seed=None`.
+
+    Keras's global seed when one is set (`keras.utils.set_random_seed(s)`
+    gives `s`), so that seeding Keras alone makes a run repeat; otherwise
+    drawn at random.
+    """
+    try:  # Keras 3 keeps the seed there and has no public getter for it.
+        from keras.src.utils.rng_utils import get_random_seed
+    except ImportError:
+        seed = None
+    else:
+        seed = get_random_seed()
+    if seed is None:
+        return int(np.random.default_rng().integers(2**31))
+    return int(seed)

@@ -63,7 +63,9 @@ class LotteryTicket(keras.callbacks.Callback):
         rounds: Number of training rounds; `rounds - 1` pruning steps.
         epochs_per_round: Epochs of training in each round.
         prune_rate: Fraction of the survivors pruned at each step, in (0, 1).
-        strategy: `"layerwise"`, `"global"` or `"random"`.
+        strategy: `"layerwise"`, `"global"`, `"lamp"` or `"random"`.
+        min_density: With `"global"`/`"lamp"`, the fraction of its weights
+            each tensor keeps at least, in [0, 1) (`pruning.prune_global`).
         layer_rates: Optional `{layer_name: rate}` in [0, 1); `0` never prunes.
             The last prunable layer defaults to half of `prune_rate`.
         block: Optional `(rows, cols)` block, or `{"layer/weight": block}`;
@@ -80,8 +82,8 @@ class LotteryTicket(keras.callbacks.Callback):
         test_data: Optional `(x, y)` or dataset: each round's row gets
             `test`, the metrics of its early-stopping epoch's weights on it
             (see `keras_lth.callbacks.test_metrics`).
-        seed: Seed for `"random"` and `"reinit_each_round"`; drawn at
-            random if None.
+        seed: Seed for `"random"` and `"reinit_each_round"`. If None, the
+            seed of `keras.utils.set_random_seed` if set, else drawn at random.
         checkpoint_dir: Folder where the run is saved at every epoch end and
             resumed from, or a `keras.callbacks.BackupAndRestore` (its folder).
         log_dir: Folder for `keras_lth.SparsitySummaries` (TensorBoard).
@@ -104,6 +106,7 @@ class LotteryTicket(keras.callbacks.Callback):
         *,
         prune_rate=0.2,
         strategy="layerwise",
+        min_density=0.0,
         layer_rates=None,
         block=None,
         rewind="init",
@@ -124,6 +127,7 @@ class LotteryTicket(keras.callbacks.Callback):
         self.epochs_per_round = check_count(epochs_per_round, "epochs_per_round")
         self.prune_rate = check_fraction(prune_rate, "prune_rate")
         self.strategy = pruning.check_strategy(strategy)
+        self.min_density = pruning.check_min_density(min_density, strategy)
         self.layer_rates = imp_step.check_layer_rates(layer_rates, strategy)
         self.block = imp_step.check_block_option(block)
         self._rewind = Rewind.parse(rewind)
@@ -157,9 +161,7 @@ class LotteryTicket(keras.callbacks.Callback):
         self.mode = check_choice(mode, "mode", ("auto", "min", "max"))
         self.test_data = check_test_data(test_data)
         self._seed_given = seed is not None
-        self.seed = (
-            int(np.random.default_rng().integers(2**31)) if seed is None else seed
-        )
+        self.seed = imp_step.default_seed() if seed is None else seed
         self.checkpoint_dir, self._beside_backup = checkpoint.checkpoint_folder(
             checkpoint_dir
         )
@@ -461,6 +463,7 @@ class LotteryTicket(keras.callbacks.Callback):
             prune_rate=self.prune_rate,
             seed=self.seed,
             block=self.block,
+            min_density=self.min_density,
         )
 
     def _optimizer_step(self):
@@ -548,6 +551,7 @@ class LotteryTicket(keras.callbacks.Callback):
     def _read_state(self, path):
         """Reads `path` and checks its settings; changes nothing."""
         saved, run, live = checkpoint.read_state(path)
+        saved = {"min_density": 0.0, **saved}  # Saved before it existed.
         seed = self.seed if self._seed_given else saved.get("seed", self.seed)
         checkpoint.check_settings(path, saved, self._config(seed))
         return saved, run, live
@@ -581,6 +585,7 @@ class LotteryTicket(keras.callbacks.Callback):
             "epochs_per_round": self.epochs_per_round,
             "prune_rate": self.prune_rate,
             "strategy": self.strategy,
+            "min_density": self.min_density,
             "layer_rates": self.layer_rates,
             "block": _block_config(self.block),
             "rewind": self.rewind,

@@ -227,7 +227,8 @@ def _add_run(commands):
         "--strategy",
         choices=STRATEGIES,
         help="layerwise, global (one threshold; keeps only the preset's 0 "
-        "rates) or random (default: the preset's)",
+        "rates), lamp (layer-adaptive global, Lee et al. 2021) or random "
+        "(default: the preset's)",
     )
     imp.add_argument(
         "--rewind",

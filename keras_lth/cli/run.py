@@ -62,6 +62,7 @@ from keras_lth.cli._settings import show_setting
 from keras_lth.cli._settings import stages
 from keras_lth.cli.report import print_report
 from keras_lth.masking import prunable_layers
+from keras_lth.pruning import GLOBAL_STRATEGIES
 from keras_lth.results import save_results_csv
 from keras_lth.results import save_results_json
 from keras_lth.rewind import Rewind
@@ -206,7 +207,7 @@ def _settings(args, saved, run_dir):
     preset = models.get_preset(model)
     strategy = given.get("strategy", preset.strategy)
     layer_rates = dict(preset.layer_rates)
-    if strategy == "global":
+    if strategy in GLOBAL_STRATEGIES:
         # One threshold for all layers: only "never prune" (0) rates apply.
         layer_rates = {name: rate for name, rate in layer_rates.items() if rate == 0}
     layer_rates.update(given.get("layer_rates", {}))

@@ -94,8 +94,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--strategies",
         default="layerwise",
-        help="comma-separated pruning strategies: layerwise, global, random "
-        "(default: layerwise)",
+        help="comma-separated pruning strategies: layerwise, global, lamp, "
+        "random (default: layerwise)",
     )
     add(
         "--learning-rates",

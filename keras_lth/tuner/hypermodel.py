@@ -375,6 +375,7 @@ class TicketHyperModel(keras_tuner.HyperModel):
             strategy=settings["strategy"],
             layer_rates=self.ticket_kwargs.get("layer_rates"),
             block=settings["block"],
+            min_density=self.ticket_kwargs.get("min_density", 0.0),
         )
         if needed is None or (self.max_rounds and needed > self.max_rounds):
             reach = "never reaches" if needed is None else f"needs {needed} rounds for"

@@ -21,6 +21,7 @@ from keras_lth.callbacks.imp_step import tensor_rates
 from keras_lth.callbacks.lottery_ticket import LotteryTicket
 from keras_lth.masking import get_masks
 from keras_lth.masking import require_prunable_tensors
+from keras_lth.pruning import GLOBAL_STRATEGIES
 from keras_lth.pruning import target_count
 
 __all__ = ["DIRECTIONS", "check_target", "rounds_for_target", "score_results"]
@@ -105,6 +106,7 @@ def rounds_for_target(
     strategy: str = "layerwise",
     layer_rates: dict | None = None,
     block=None,
+    min_density: float = 0.0,
     limit: int = _MAX_STEPS,
 ) -> int | None:
     """The fewest IMP rounds whose last ticket keeps at most the target.
@@ -113,15 +115,17 @@ def rounds_for_target(
     each tensor keeps `floor(n * (1 - rate) ** s + 0.5)` after `s` pruning
     steps, at its own rate (the output layer at half `prune_rate` unless
     `layer_rates` names it), or one count across the tensors with
-    `strategy="global"`. For a uniform rate it is
-    `ceil(log(target) / log(1 - prune_rate)) + 1`; the half-rate output layer
-    can add one. With `block`, blocks are counted, and the fraction of
-    weights is estimated from them.
+    `strategy="global"` or `"lamp"`, where the total never falls below the
+    tensors' floors (`min_density`, and one weight per tensor for `"lamp"`).
+    For a uniform rate it is `ceil(log(target) / log(1 - prune_rate)) + 1`;
+    the half-rate output layer can add one. With `block`, blocks are counted,
+    and the fraction of weights is estimated from them.
 
     Args:
         model: A masked model (its current masks are the start).
         target_weights_remaining: Target fraction of prunable weights left.
-        prune_rate, strategy, layer_rates, block: As for `LotteryTicket`.
+        prune_rate, strategy, layer_rates, block, min_density: As for
+            `LotteryTicket`.
         limit: Most pruning steps to try. Defaults to 10,000.
 
     Returns:
@@ -145,6 +149,7 @@ def rounds_for_target(
         strategy=strategy,
         layer_rates=layer_rates,
         block=block,
+        min_density=min_density,
         seed=0,
         verbose=0,
     )
@@ -159,14 +164,22 @@ def rounds_for_target(
     total = sum(m.size for m in masks.values())
     weights = {k: float(np.sum(m)) for k, m in masks.items()}
     units = count_kept(masks, ticket.block)
+    whole = count_kept({k: np.ones(m.shape) for k, m in masks.items()}, ticket.block)
+    # What each tensor keeps at least with "global" and "lamp".
+    least = int(ticket.strategy == "lamp")
+    floors = {
+        k: min(max(int(np.floor(ticket.min_density * whole[k] + 0.5)), least), units[k])
+        for k in masks
+    }
 
     rate = ticket.prune_rate
 
     def kept(step):
-        if ticket.strategy == "global":
+        if ticket.strategy in GLOBAL_STRATEGIES:
             included = [k for k in masks if rates[k] > 0]
             start = sum(units[k] for k in included)
-            left = target_count(start, rate, step) / start if start else 1.0
+            fewest = sum(floors[k] for k in included)
+            left = max(target_count(start, rate, step), fewest) / start if start else 1
             return sum(weights[k] * (left if rates[k] > 0 else 1.0) for k in masks)
         return sum(
             weights[k]

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import keras
 import numpy as np
@@ -84,6 +85,8 @@ def fit(model, callbacks, epochs=2, **kwargs):
 # --- Following the schedule ---------------------------------------------------
 
 
+# Its schedule stops short of its target; that warning is tested on its own.
+@pytest.mark.filterwarnings("ignore:GradualPruning. the schedule does not reach")
 def test_masks_change_only_at_scheduled_steps_and_reach_exact_sparsity():
     schedule = PolynomialDecay(0.1, 0.8, begin_step=2, end_step=12, frequency=3)
     model = build()
@@ -148,6 +151,16 @@ def test_global_strategy_reaches_the_total_count_with_one_threshold():
     assert pruned.max() <= kept.min()
     per_tensor = {k: float(np.mean(m == 0)) for k, m in masks.items()}
     assert per_tensor["hidden/kernel"] != per_tensor["output/kernel"]
+
+
+def test_lamp_strategy_reaches_the_total_count_and_keeps_every_tensor():
+    model = build()
+    pruner = GradualPruning(ConstantSparsity(0.95, 3, 3), strategy="lamp")
+    fit(model, [pruner], epochs=1)
+    masks = get_masks(model)
+    total = sum(SIZES.values())
+    assert sum(pruned(m) for m in masks.values()) == pruned_count(0.95, total)
+    assert all(m.sum() >= 1 for m in masks.values())
 
 
 def test_optimizer_slots_of_pruned_weights_are_zero():
@@ -342,6 +355,69 @@ def test_bare_sparsity_schedule_with_frequency():
         assert np.sum(mask == 0) == pruned_count(0.5, SIZES[key])
 
 
+# --- Schedules that cannot reach their target ---------------------------------
+
+
+def test_warns_when_the_schedule_ends_after_training():
+    # 8 steps per epoch x 2 epochs: steps 0 to 15. end_step=16 is never seen,
+    # so the last pruning step is 12: 0.8 * (1 - (1 - 12/16) ** 3) = 0.7875.
+    schedule = PolynomialDecay(0.0, 0.8, begin_step=0, end_step=16, frequency=4)
+    model = build()
+    pruner = GradualPruning(schedule)
+    (caught,) = pruner_warnings(lambda: fit(model, [pruner]))
+    message = str(caught.message)
+    assert caught.category is UserWarning and "target sparsity 0.8" in message
+    assert "last pruning step is 12, to sparsity 0.7875" in message
+    assert "steps 0 to 15 at most (8 steps per epoch x 2 epochs)" in message
+    assert "set end_step=12" in message
+    assert pruner.history[-1] == (12, pytest.approx(0.7875))
+    # The suggested end_step reaches the target, without a warning.
+    fixed = PolynomialDecay(0.0, 0.8, begin_step=0, end_step=12, frequency=4)
+    model, pruner = build(), GradualPruning(fixed)
+    assert not pruner_warnings(lambda: fit(model, [pruner]))
+    assert pruner.history[-1] == (12, 0.8)
+    for key, mask in get_masks(model).items():
+        assert pruned(mask) == pruned_count(0.8, SIZES[key])
+
+
+def test_warns_when_end_step_is_off_the_frequency_grid():
+    # Prunes at 2, 5, 8, 11 however long training runs: 12 is not on the grid.
+    schedule = PolynomialDecay(0.1, 0.8, begin_step=2, end_step=12, frequency=3)
+    with pytest.warns(UserWarning, match=r"last pruning step is 11.*end_step=11"):
+        fit(build(), [GradualPruning(schedule)], epochs=4)
+    # Within one epoch it never gets there either.
+    with pytest.warns(UserWarning, match=r"last pruning step is 5.*end_step=5"):
+        fit(build(), [GradualPruning(schedule)], epochs=1)
+
+
+def test_warns_when_the_schedule_never_prunes():
+    schedule = ConstantSparsity(0.5, begin_step=100)
+    with pytest.warns(UserWarning, match=r"never prunes.*begin_step to at most 15"):
+        fit(build(), [GradualPruning(schedule)])
+
+
+@pytest.mark.parametrize(
+    "schedule, frequency",
+    [
+        (ConstantSparsity(0.5, begin_step=15), None),
+        (PolynomialDecay(0.0, 0.5, begin_step=0, end_step=15, frequency=5), None),
+        (lambda step: 0.5, 4),  # No target to check against.
+    ],
+)
+def test_no_warning_when_the_target_is_reached_or_unknown(schedule, frequency):
+    pruner = GradualPruning(schedule, frequency=frequency)
+    assert not pruner_warnings(lambda: fit(build(), [pruner]))
+    assert pruner.history[-1][1] == 0.5
+
+
+def pruner_warnings(run):
+    """The warnings of `GradualPruning` that `run()` gives."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run()
+    return [w for w in caught if "GradualPruning" in str(w.message)]
+
+
 # --- Reuse and copies ---------------------------------------------------------
 
 
@@ -355,6 +431,8 @@ def test_resets_in_on_train_begin_and_continues_from_the_optimizer_step():
     assert pruner.history == [(12, 0.5)]
 
 
+# Its schedule stops short of its target; that warning is tested on its own.
+@pytest.mark.filterwarnings("ignore:GradualPruning. the schedule does not reach")
 def test_deep_copy():
     model = build()
     pruner = GradualPruning(PolynomialDecay(0.0, 0.6, 0, 8, frequency=4))

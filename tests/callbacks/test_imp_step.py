@@ -1,5 +1,7 @@
 """IMP's pruning step on plain arrays: exact cumulative counts, no model."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -97,3 +99,83 @@ def test_layer_rates_and_blocks_are_checked():
     }
     with pytest.raises(ValueError, match=r"`block` for 'a/kernel'.*\(4,\)"):
         imp_step.check_block_option({"a/kernel": (4,)})
+
+
+# --- Across tensors: "lamp" and min_density -------------------------------------
+
+
+def test_lamp_counts_all_pruned_tensors_together_and_keeps_one_each():
+    weights, masks = _tensors()
+    weights["b/kernel"] = weights["b/kernel"] * 1e-3  # A small-scale tensor.
+    rates = {"a/kernel": 0.2, "b/kernel": 0.2}
+    previous = masks
+    for step, now in _steps(
+        weights, masks, 12, rates=rates, strategy="lamp", prune_rate=0.2
+    ):
+        total = sum(int(mask.sum()) for mask in now.values())
+        assert total == max(pruning.target_count(52, 0.2, step), 2)
+        assert all(mask.sum() >= 1 for mask in now.values())
+        assert all(np.all(now[k] <= previous[k]) for k in now)  # Monotone.
+        previous = now
+    # Global pruning by magnitude empties the small tensor first.
+    by_global = dict(
+        _steps(weights, masks, 3, rates=rates, strategy="global", prune_rate=0.2)
+    )
+    assert by_global[3]["b/kernel"].sum() == 0
+    assert by_global[3]["a/kernel"].sum() == pruning.target_count(52, 0.2, 3)
+
+
+def test_lamp_skips_rate_zero():
+    weights, masks = _tensors()
+    rates = {"a/kernel": 0.2, "b/kernel": 0.0}
+    for step, now in _steps(
+        weights, masks, 3, rates=rates, strategy="lamp", prune_rate=0.2
+    ):
+        assert now["a/kernel"].sum() == pruning.target_count(40, 0.2, step)
+        assert now["b/kernel"].all()
+
+
+@pytest.mark.parametrize("strategy", pruning.GLOBAL_STRATEGIES)
+def test_min_density_floors_each_tensor_over_rounds(strategy):
+    weights, masks = _tensors()
+    weights["b/kernel"] = weights["b/kernel"] * 1e-3
+    rates = {"a/kernel": 0.2, "b/kernel": 0.2}
+    floors = {"a/kernel": 10, "b/kernel": 3}  # 0.25 of 40 and of 12.
+    for step, now in _steps(
+        weights,
+        masks,
+        10,
+        rates=rates,
+        strategy=strategy,
+        prune_rate=0.2,
+        min_density=0.25,
+    ):
+        for key, mask in now.items():
+            assert mask.sum() >= floors[key]
+        total = sum(int(mask.sum()) for mask in now.values())
+        assert total == max(pruning.target_count(52, 0.2, step), 13)
+
+
+def test_lamp_refuses_layer_rates_and_gives_the_output_layer_no_half_rate():
+    assert imp_step.check_layer_rates({"d": 0}, "lamp") == {"d": 0.0}
+    with pytest.raises(ValueError, match=r"strategy='lamp'.*\{'d': 0.3\}"):
+        imp_step.check_layer_rates({"d": 0.3}, "lamp")
+    tensors = {f"{n}/kernel": (SimpleNamespace(name=n), None) for n in ("h", "o")}
+    for strategy, output_rate in (("layerwise", 0.1), ("global", 0.2), ("lamp", 0.2)):
+        rates = imp_step.tensor_rates(
+            tensors, prune_rate=0.2, layer_rates={}, strategy=strategy
+        )
+        assert rates == {"h/kernel": 0.2, "o/kernel": output_rate}
+
+
+def test_default_seed_is_keras_global_seed_when_set(monkeypatch):
+    import keras
+    from keras.src.utils import rng_utils
+
+    keras.utils.set_random_seed(77)
+    assert imp_step.default_seed() == 77
+    keras.utils.set_random_seed(3)
+    assert imp_step.default_seed() == 3
+    monkeypatch.setattr(rng_utils, "get_random_seed", lambda: None)  # None set.
+    seeds = {imp_step.default_seed() for _ in range(5)}
+    assert len(seeds) > 1 and all(0 <= s < 2**31 for s in seeds)

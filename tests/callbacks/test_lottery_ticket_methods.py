@@ -1,6 +1,8 @@
 """`LotteryTicket`'s other methods: learning-rate rewinding, fine-tuning,
 one-shot pruning and early-bird rounds. Semantics, not accuracy."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -306,3 +308,103 @@ def test_block_by_tensor_and_bad_blocks(digits):
         lth.LotteryTicket(2, 1, block=(1, 0))
     with pytest.raises(ValueError, match="'a/kernel'"):
         lth.LotteryTicket(2, 1, block={"a/kernel": (4,)})
+
+
+# ------------------------------------------------- across tensors: "lamp"
+
+SIZES = {"hidden/kernel": 64 * 48, "hidden_2/kernel": 48 * 32, "output/kernel": 320}
+
+
+def test_lamp_prunes_all_tensors_together_at_exact_total_counts(digits):
+    probe = Probe(1)
+    ticket = lth.LotteryTicket(4, 1, strategy="lamp", verbose=0)
+    fit_with(digits, ticket, after=[probe])
+    total = sum(SIZES.values())
+    for step, start in enumerate(probe.round_starts):
+        kept = {key: int(mask.sum()) for key, mask in start["masks"].items()}
+        # One rate for every layer, the output layer's too.
+        assert sum(kept.values()) == pruning.target_count(total, 0.2, step)
+        assert all(n >= 1 for n in kept.values())
+    # Each tensor gets its own sparsity.
+    assert len({n / SIZES[k] for k, n in kept.items()}) == 3
+
+
+@pytest.mark.parametrize("strategy", pruning.GLOBAL_STRATEGIES)
+def test_min_density_keeps_a_floor_under_every_tensor(digits, strategy):
+    probe = Probe(1)
+    ticket = lth.LotteryTicket(
+        6, 1, strategy=strategy, prune_rate=0.6, min_density=0.05, verbose=0
+    )
+    fit_with(digits, ticket, after=[probe])
+    assert ticket.min_density == 0.05
+    floors = {k: np.floor(0.05 * n + 0.5) for k, n in SIZES.items()}
+    for step, start in enumerate(probe.round_starts):
+        kept = {key: int(mask.sum()) for key, mask in start["masks"].items()}
+        assert all(kept[k] >= floors[k] for k in kept)
+        target = pruning.target_count(sum(SIZES.values()), 0.6, step)
+        assert sum(kept.values()) == max(target, sum(floors.values()))
+    assert any(kept[k] == floors[k] for k in kept)  # A floor was reached.
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(min_density=1.0), ValueError, r"min_density=1.0"),
+        (dict(min_density=-0.1), ValueError, r"min_density=-0.1"),
+        (dict(min_density="0.1"), TypeError, r"min_density='0.1' of type str"),
+        (
+            dict(strategy="layerwise", min_density=0.1),
+            ValueError,
+            r"strategy='layerwise'.*min_density=0",
+        ),
+        (
+            dict(strategy="random", min_density=0.1),
+            ValueError,
+            r"strategy='random'.*min_density=0",
+        ),
+        (dict(strategy="lamp", layer_rates={"output": 0.1}), ValueError, "lamp"),
+        (dict(strategy="LAMP"), ValueError, r"one of \('layerwise'"),
+    ],
+)
+def test_bad_strategy_arguments_are_refused(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        lth.LotteryTicket(2, 1, **{"strategy": "global", **kwargs})
+
+
+def test_a_state_saved_before_min_density_existed_loads(digits, tmp_path):
+    ticket = lth.LotteryTicket(2, 1, seed=1, verbose=0)
+    fit_with(digits, ticket)
+    path = tmp_path / "state.npz"
+    ticket.save_state(path)
+    with np.load(path) as data:
+        entries = {k: data[k] for k in data.files}
+    meta = json.loads(str(entries["meta"]))
+    del meta["config"]["min_density"]
+    entries["meta"] = np.array(json.dumps(meta))
+    with open(path, "wb") as f:
+        np.savez(f, **entries)
+    again = lth.LotteryTicket(2, 1, verbose=0)
+    again.load_state(path)
+    assert again.seed == 1 and again.results == ticket.results
+    with pytest.raises(ValueError, match=r"'min_density': \(0.0, 0.1\)"):
+        lth.LotteryTicket(2, 1, strategy="global", min_density=0.1).load_state(path)
+
+
+# ------------------------------------------------------------ default seed
+
+
+def test_keras_global_seed_alone_makes_a_run_repeat(digits):
+    def run():
+        keras.utils.set_random_seed(1)
+        model = compiled(lth.mask_model(build_model()))
+        ticket = lth.LotteryTicket(3, 1, strategy="random", verbose=0)
+        fit_with(digits, ticket, model=model)
+        return ticket, lth.get_masks(model)
+
+    (first, masks), (second, again) = run(), run()
+    assert first.seed == second.seed == 1
+    for key, mask in masks.items():
+        assert 0 < mask.mean() < 1
+        np.testing.assert_array_equal(again[key], mask)
+    # An explicit seed still wins.
+    assert lth.LotteryTicket(2, 1, seed=5).seed == 5

@@ -179,6 +179,12 @@ def test_values_are_recorded_in_the_spellings_that_read_back():
         ({"rewind": "100"}, None, None),
         ({"rewind": [100, "100"]}, ValueError, "lists a value twice"),
         ({"strategy": "magnitude"}, ValueError, "strategy='magnitude'"),
+        ({"strategy": ["global", "lamp"], "min_density": 0.1}, None, None),
+        (
+            {"strategy": ["layerwise", "lamp"], "min_density": 0.1},
+            ValueError,
+            r"strategy='layerwise'.*min_density=0",
+        ),
         ({"block": "1y4"}, ValueError, "block"),
         ({"block": (0, 4)}, ValueError, "block"),
         ({"block": {"dense/kernel": (1, 4)}}, TypeError, "cannot be searched"),

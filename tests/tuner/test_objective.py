@@ -96,6 +96,23 @@ def test_rounds_for_target_follows_the_exact_counts():
     assert lth_tuner.rounds_for_target(tiny, 0.7, prune_rate=0.2) == 3
 
 
+def test_rounds_for_target_with_lamp_and_min_density():
+    model = _lenet_like()  # 19,200 + 3,000 weights.
+    # "lamp" shares one count across the tensors, as "global" does.
+    for target in (0.2, 0.05):
+        assert lth_tuner.rounds_for_target(
+            model, target, strategy="lamp"
+        ) == lth_tuner.rounds_for_target(model, target, strategy="global")
+    # A floor of 10% of each tensor: 10% in all can be reached, 9% cannot.
+    for strategy in ("global", "lamp"):
+        kwargs = {"strategy": strategy, "min_density": 0.1}
+        assert lth_tuner.rounds_for_target(model, 0.1, **kwargs) == 12
+        assert lth_tuner.rounds_for_target(model, 0.09, **kwargs) is None
+        assert lth_tuner.rounds_for_target(model, 0.09, strategy=strategy) == 12
+    with pytest.raises(ValueError, match=r"strategy='layerwise'.*min_density=0"):
+        lth_tuner.rounds_for_target(model, 0.2, min_density=0.1)
+
+
 def test_rounds_for_target_checks_its_arguments_as_lottery_ticket_does():
     model = _lenet_like()
     # The docstring's example.
