@@ -38,6 +38,7 @@ from keras_lth.masking import get_masks
 from keras_lth.masking import get_prunable_weights
 from keras_lth.masking import require_prunable_tensors
 from keras_lth.masking import set_masks
+from keras_lth.masking import sparsity
 from keras_lth.rewind import Rewind
 
 __all__ = [
@@ -232,6 +233,14 @@ class LotteryTicket(keras.callbacks.Callback):
             )
         refuse_tf_distribute_off_tensorflow("`fit` with LotteryTicket runs")
         tensors = require_prunable_tensors(self.model)
+        dense = sparsity(self.model)["dense"]
+        if dense:  # Subclassed models never went through `mask_model`.
+            warnings.warn(
+                f"LotteryTicket: {len(dense)} kernel or embedding tensors of "
+                f"model '{self.model.name}' are not prunable and stay dense: "
+                f"{sorted(dense)}. See keras_lth.sparsity(model)['dense'].",
+                stacklevel=2,
+            )
         self._rates = tensor_rates(
             tensors,
             prune_rate=self.prune_rate,

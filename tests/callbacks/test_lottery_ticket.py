@@ -581,3 +581,22 @@ def test_masks_at_gives_the_masks_each_round_trained_with(digits, tmp_path):
     for r in range(3):
         for key, mask in ticket.masks_at(r).items():
             np.testing.assert_array_equal(resumed.masks_at(r)[key], mask)
+
+
+def test_weights_left_dense_are_named_when_training_starts(digits):
+    # A model that never went through `mask_model` (a subclassed one, say):
+    # its plain Dense stays dense, and the ticket says so.
+    x, y, xv, yv = digits
+    model = keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(16, name="plain"),
+            lth.layers.MaskedDense(10, name="masked"),
+        ]
+    )
+    ticket = lth.LotteryTicket(2, 1, verbose=0)
+    with pytest.warns(UserWarning, match=r"stay dense: \['plain/kernel'\]"):
+        compiled(model).fit(
+            x, y, epochs=ticket.total_epochs, callbacks=[ticket], verbose=0
+        )
+    assert set(ticket.results[1]["layers"]) == {"masked/kernel"}
