@@ -71,6 +71,9 @@ MODES = {
         "iterations": 20000,
         "eval_every": 200,
         "levels": [0.513, 0.211, 0.070, 0.036, 0.019],
+        # Trainings whose best check is their last are trained again, this
+        # long, to find where they stop (the paper's 50,000 iterations).
+        "extend": 50000,
     },
     "quick": {
         "data": str(DATA / "mnist"),
@@ -80,6 +83,7 @@ MODES = {
         "iterations": 1000,
         "eval_every": 100,
         "levels": [0.513, 0.211],
+        "extend": None,
     },
     "dry-run": {
         "data": str(DATA / "mnist"),
@@ -89,6 +93,7 @@ MODES = {
         "iterations": 20,
         "eval_every": 10,
         "levels": [0.8],
+        "extend": 40,
     },
 }
 
@@ -112,6 +117,13 @@ def main(argv=None):
     parser.add_argument("--iterations", type=int, help="iterations per round")
     parser.add_argument("--eval-every", type=int, help="iterations between checks")
     parser.add_argument("--workers", type=int, default=1, help="parallel tasks")
+    parser.add_argument(
+        "--extend-censored",
+        type=int,
+        metavar="ITERATIONS",
+        help="train the control branches whose best check was their last "
+        "again for this many iterations (full mode: 50,000; 0: never)",
+    )
     parser.add_argument("--backend", default="jax", help="Keras backend (jax)")
     parser.add_argument("--output", default="runs/reproduce_lenet")
     parser.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
@@ -142,6 +154,13 @@ def main(argv=None):
         parser.error("--iterations must be a multiple of --eval-every")
     if args.data_path:
         settings["data"] = args.data_path
+    if args.extend_censored is not None:
+        settings["extend"] = args.extend_censored or None
+    extend = settings["extend"]
+    if extend and (extend % settings["eval_every"] or extend <= settings["iterations"]):
+        parser.error(
+            "--extend-censored must be a multiple of --eval-every above --iterations"
+        )
 
     if args.worker_index is not None:
         return work(args.worker_index, settings, output, args.workers)
@@ -186,11 +205,15 @@ def main(argv=None):
 
 
 def tasks(settings):
-    """Every task: one IMP run per seed, then one per seed and control."""
+    """Every task: one IMP run per seed, then one per seed and control, then
+    (with `extend`) one per seed to train its censored branches longer."""
     seeds = range(settings["seeds"])
-    return [("imp", s) for s in seeds] + [
-        (c, s) for s in seeds for c in ("reinit", "random")
-    ]
+    extend = [("extend", s) for s in seeds] if settings.get("extend") else []
+    return (
+        [("imp", s) for s in seeds]
+        + [(c, s) for s in seeds for c in ("reinit", "random")]
+        + extend
+    )
 
 
 def work(index, settings, output, workers):
@@ -239,6 +262,9 @@ class Runner:
         import keras
 
         import keras_lth as lth
+        import keras_lth.branches  # noqa: F401 (the submodules used below)
+        import keras_lth.callbacks.checkpoint  # noqa: F401
+        import keras_lth.controls  # noqa: F401
 
         self.keras, self.lth = keras, lth
         self.settings, self.output, self.prefix = settings, output, prefix
@@ -262,10 +288,14 @@ class Runner:
     def done(self, task, seed):
         if task == "imp":
             return (self.folder(seed) / "imp_results.json").exists()
+        if task == "extend":
+            return (self.folder(seed) / "extended.json").exists()
         found = self.lth.branches.read_branches(self.folder(seed)).get(task, [])
         return self.done("imp", seed) and len(found) == len(self._levels(seed))
 
     def ready(self, task, seed):
+        if task == "extend":
+            return all(self.done(c, seed) for c in ("reinit", "random"))
         return task == "imp" or self.done("imp", seed)
 
     def _levels(self, seed):
@@ -300,11 +330,11 @@ class Runner:
             verbose=0,
         )
 
-    def ticket(self, rounds, seed, **kwargs):
+    def ticket(self, rounds, seed, iterations=None, **kwargs):
         s = self.settings
         return self.lth.LotteryTicket(
             rounds,
-            s["iterations"] // s["eval_every"],
+            (iterations or s["iterations"]) // s["eval_every"],
             monitor="val_loss",
             test_data=self.splits.test,
             seed=seed,
@@ -315,6 +345,8 @@ class Runner:
     def run(self, task, seed):
         if task == "imp":
             self.run_imp(seed)
+        elif task == "extend":
+            self.run_extend(seed)
         else:
             self.run_control(task, seed)
 
@@ -357,6 +389,45 @@ class Runner:
             log=lambda line: self.log(f"seed {seed}: {line}"),
         )
 
+    def run_extend(self, seed):
+        """Trains each censored branch again, longer, from the same draw.
+
+        The same masks, initial weights and data order as the branch, so its
+        first `iterations` are the branch's own; the row says where it stops
+        when it may train `extend` iterations."""
+        branches, folder = self.lth.branches, self.folder(seed)
+        extend, rows = self.settings["extend"], []
+        for control, found in sorted(branches.read_branches(folder).items()):
+            for row in found:
+                if row["best_epoch"] != row["epochs"]:
+                    continue  # It stopped inside the round: not censored.
+                level = folder / "levels" / row["level"]
+                level_row = json.loads((level / "level.json").read_text())
+                model = self.build(seed)
+                draw = getattr(self.lth.controls, branches.CONTROLS[control])
+                draw(
+                    model,
+                    branches.load_masks(level / "masks.npz"),
+                    seed=branches.branch_seed(seed, level_row, control),
+                )
+                ticket = self.ticket(1, seed, iterations=extend)
+                name = f"{control}/{row['level']} for {extend:,} iterations"
+                self.log(f"seed {seed}: censored branch {name}")
+                self.fit(model, ticket, seed + 1000, what=f"seed {seed} {name}")
+                rows.append(
+                    {
+                        **ticket.results[0],
+                        "control": control,
+                        "level": row["level"],
+                        "round": row["round"],
+                        "seed": seed,
+                        "short": row,
+                    }
+                )
+        from keras_lth.saving import atomic_write_text
+
+        atomic_write_text(folder / "extended.json", json.dumps(rows, indent=1))
+
 
 def Progress(ticket, log, what):  # noqa: N802 (a callback factory)
     import keras
@@ -386,8 +457,11 @@ def gather(settings, output, elapsed, args):
     import keras_lth as lth
 
     runs = {"imp": [], "reinit": [], "random": []}
+    extended = []
     for seed in range(settings["seeds"]):
         folder = output / f"seed_{seed}"
+        if (folder / "extended.json").exists():
+            extended += json.loads((folder / "extended.json").read_text())
         runs["imp"].append(lth.load_results(folder / "imp_results.json"))
         branches = lth.branches.read_branches(folder)
         for control in ("reinit", "random"):
@@ -407,7 +481,7 @@ def gather(settings, output, elapsed, args):
         f"{settings['eval_every']}; batch 60, Adam 1.2e-3; test accuracy of the "
         "weights at the check of minimum validation loss.",
     ]
-    return {"settings": settings, "header": header, "runs": runs}
+    return {"settings": settings, "header": header, "runs": runs, "extended": extended}
 
 
 def stats(values):
@@ -503,6 +577,31 @@ def format_tables(table):
         f"network had not stopped yet): {censored} of {rows} trained rounds.",
     ]
     return "\n".join(lines)
+
+
+def format_extended(rows, settings):
+    """The censored branches trained again, longer: where they stop."""
+    if not rows:
+        return []
+    lines = [
+        "",
+        f"The censored trainings, trained again from the same draw (same masks, "
+        f"initial weights and data order) for {settings['extend']:,} iterations:",
+        "",
+        "| seed | control | level | best check in "
+        f"{settings['iterations']:,} | test acc % | best check in "
+        f"{settings['extend']:,} | test acc % |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        short = row["short"]
+        still = " (censored)" if row["best_epoch"] == row["epochs"] else ""
+        lines.append(
+            f"| {row['seed']} | {row['control']} | {row['level']} | "
+            f"{short['best_step']:,} | {100 * short['test']['accuracy']:.2f} | "
+            f"{row['best_step']:,}{still} | {100 * row['test']['accuracy']:.2f} |"
+        )
+    return lines
 
 
 def _verdict(ours, paper):
@@ -612,6 +711,7 @@ def write_outputs(saved, output):
             *saved["header"],
             "",
             format_tables(table),
+            *format_extended(saved.get("extended", []), saved["settings"]),
             "",
             "Against the paper (Figures 3 and 4; 50,000 iterations per round):",
             "",

@@ -35,6 +35,7 @@ from keras_lth.saving import atomic_write_text
 __all__ = [
     "CONTROLS",
     "PAPER_LEVELS",
+    "branch_seed",
     "level_name",
     "level_rounds",
     "load_masks",
@@ -151,7 +152,7 @@ def run_branches(
         out.mkdir(parents=True, exist_ok=True)
         model = build_model()
         control = getattr(control_functions, CONTROLS[name])
-        control(model, load_masks(level / _MASKS), seed=_seed(seed, row, name))
+        control(model, load_masks(level / _MASKS), seed=branch_seed(seed, row, name))
         save_masks(out / _MASKS, get_masks(model))
         result = dict(train(model, f"{name}/{level.name}"))
         result.update(round=row["round"], control=name, level=level.name)
@@ -170,7 +171,11 @@ def read_branches(folder):
     return found
 
 
-def _seed(seed, row, name):
-    # One int per branch, distinct across rounds and controls.
+def branch_seed(seed, row, name):
+    """The seed `run_branches` gives control `name` at the level of `row`.
+
+    One int per branch, distinct across rounds and controls, so a branch can
+    be drawn again exactly (to train it longer, say).
+    """
     which = list(CONTROLS).index(name)
     return int(np.random.default_rng([seed, row["round"], which]).integers(2**31))

@@ -141,7 +141,12 @@ def test_reproduce_lenet_dry_run_writes_its_table_plot_and_json(tmp_path):
     out = completed.stdout
     assert "| weights remaining | winning ticket | random reinit |" in out
     assert "Dense test accuracy: ours" in out
+    # The dry run's trainings all end at their best check (censored): each
+    # control branch is trained again, twice as long, from the same draw.
+    assert "trained again from the same draw" in out
     results = json.loads((tmp_path / "results.json").read_text())
+    assert len(results["extended"]) == 4  # 2 seeds x 2 controls x 1 level.
+    assert {row["epochs"] for row in results["extended"]} == {4}  # 40 / 10.
     runs = results["runs"]
     assert set(runs) == {"imp", "reinit", "random"}
     assert [[r["round"] for r in rows] for rows in runs["imp"]] == [[0, 1]] * 2
