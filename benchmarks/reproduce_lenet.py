@@ -264,7 +264,6 @@ class Runner:
         import keras_lth as lth
         import keras_lth.branches  # noqa: F401 (the submodules used below)
         import keras_lth.callbacks.checkpoint  # noqa: F401
-        import keras_lth.controls  # noqa: F401
 
         self.keras, self.lth = keras, lth
         self.settings, self.output, self.prefix = settings, output, prefix
@@ -401,14 +400,11 @@ class Runner:
             for row in found:
                 if row["best_epoch"] != row["epochs"]:
                     continue  # It stopped inside the round: not censored.
-                level = folder / "levels" / row["level"]
-                level_row = json.loads((level / "level.json").read_text())
-                model = self.build(seed)
-                draw = getattr(self.lth.controls, branches.CONTROLS[control])
-                draw(
-                    model,
-                    branches.load_masks(level / "masks.npz"),
-                    seed=branches.branch_seed(seed, level_row, control),
+                model = branches.draw_branch(
+                    self.build(seed),
+                    folder / "levels" / row["level"],
+                    control,
+                    seed=seed,
                 )
                 ticket = self.ticket(1, seed, iterations=extend)
                 name = f"{control}/{row['level']} for {extend:,} iterations"

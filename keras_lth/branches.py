@@ -36,6 +36,7 @@ __all__ = [
     "CONTROLS",
     "PAPER_LEVELS",
     "branch_seed",
+    "draw_branch",
     "level_name",
     "level_rounds",
     "load_masks",
@@ -132,7 +133,6 @@ def run_branches(
     Returns:
         `read_branches(folder)`.
     """
-    from keras_lth import controls as control_functions
     from keras_lth.masking import get_masks
 
     for name in controls:
@@ -150,14 +150,33 @@ def run_branches(
         log(f"branch {i}/{len(todo)}: {name} at {level.name}")
         out = branches / name / level.name
         out.mkdir(parents=True, exist_ok=True)
-        model = build_model()
-        control = getattr(control_functions, CONTROLS[name])
-        control(model, load_masks(level / _MASKS), seed=branch_seed(seed, row, name))
+        model = draw_branch(build_model(), level, name, seed=seed)
         save_masks(out / _MASKS, get_masks(model))
         result = dict(train(model, f"{name}/{level.name}"))
         result.update(round=row["round"], control=name, level=level.name)
         atomic_write_text(out / _RESULT, json.dumps(result, indent=1) + "\n")
     return read_branches(folder)
+
+
+def draw_branch(model, level, control, *, seed):
+    """Sets up `model` as control `control` at `level`, as `run_branches` does.
+
+    Args:
+        model: A freshly built masked model.
+        level: A level's folder (`<folder>/levels/<name>`, see `save_level`).
+        control: A name from `CONTROLS`.
+        seed: The run's seed; the draw's own is `branch_seed`, so the same
+            arguments give the same branch again (to train it longer, say).
+
+    Returns:
+        `model`.
+    """
+    from keras_lth import controls as control_functions
+
+    level = pathlib.Path(level)
+    row = json.loads((level / _LEVEL).read_text())
+    draw = getattr(control_functions, CONTROLS[control])
+    return draw(model, load_masks(level / _MASKS), seed=branch_seed(seed, row, control))
 
 
 def read_branches(folder):

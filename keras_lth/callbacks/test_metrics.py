@@ -8,8 +8,6 @@ epoch's weights, whatever other callbacks run before or after it, and the
 test set is evaluated only when the best epoch moves.
 """
 
-import numpy as np
-
 from keras_lth.callbacks.round_results import plain_logs
 
 __all__ = ["TEST_BATCH_SIZE", "check_test_data", "evaluate_test"]
@@ -38,7 +36,7 @@ def check_test_data(test_data):
                 f"{len(test_data)} items"
             )
         return tuple(test_data)
-    if isinstance(test_data, np.ndarray) or hasattr(test_data, "__array__"):
+    if hasattr(test_data, "__array__"):  # numpy, or a backend's tensor.
         raise TypeError(
             "Expected `test_data` as (x, y) or (x, y, sample_weight), or a "
             "dataset that yields (x, y) batches. Received: an array alone "
