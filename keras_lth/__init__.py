@@ -30,6 +30,7 @@ _EXPORTS = {
     "get_masks": "keras_lth.masking",
     "get_prunable_weights": "keras_lth.masking",
     "layers": "keras_lth.layers",
+    "load_model": "keras_lth.saving",
     "load_results": "keras_lth.results",
     "mask_model": "keras_lth.masking",
     "models": "keras_lth.models",

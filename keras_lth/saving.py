@@ -1,4 +1,7 @@
-"""Durable file writes: a reader sees the old file or the new one, never half.
+"""Saving and loading models; durable file writes.
+
+`save_model` and `load_model` are Keras's, made atomic (save) and able to
+read a model masked in place (load).
 
 Every file keras_lth writes goes through `atomic_write`: a temporary file in
 the destination folder, `fsync`, an atomic rename over the destination, then
@@ -6,10 +9,13 @@ an `fsync` of the folder so that the rename itself survives a power cut.
 """
 
 import contextlib
+import json
 import os
 import secrets
+import warnings
+import zipfile
 
-__all__ = ["atomic_write", "atomic_write_text", "save_model"]
+__all__ = ["atomic_write", "atomic_write_text", "load_model", "save_model"]
 
 
 def atomic_write(path, write):
@@ -60,6 +66,62 @@ def save_model(model, path, **kwargs):
     with _replacing(path, suffix=suffix) as tmp:
         model.save(tmp, **kwargs)
         _fsync_path(tmp)
+
+
+def load_model(path, *, custom_objects=None, compile=True, safe_mode=True):
+    """Loads a `.keras` file, including a model masked in place.
+
+    `keras.saving.load_model(path, ...)` loads a ticket made by
+    `keras_lth.mask_model` without `in_place`, and every stock model. A
+    model masked in place (a subclassed model, a KerasHub backbone) rebuilds
+    its stock layers when Keras loads it, which have no masks to load. This
+    rebuilds it from the file's config, masks it in place as
+    `keras_lth.mask_model(model, in_place=True)` does, then loads its
+    weights and masks.
+
+    Args:
+        path: A `.keras` file.
+        custom_objects: As for `keras.saving.load_model`.
+        compile: Whether to compile the model as it was saved.
+        safe_mode: As for `keras.saving.load_model`.
+
+    Returns:
+        The model.
+
+    Raises:
+        ValueError: If the file is not one Keras can load, masked or not.
+
+    Example:
+
+    ```python
+    keras_lth.mask_model(backbone, in_place=True)
+    keras_lth.save_model(backbone, "ticket.keras")
+    backbone = keras_lth.load_model("ticket.keras")
+    ```
+    """
+    import keras
+
+    options = {"custom_objects": custom_objects, "safe_mode": safe_mode}
+    try:
+        return keras.saving.load_model(path, compile=compile, **options)
+    except ValueError as error:
+        stock_error = error  # Perhaps a model masked in place: try that.
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+    if not compile:
+        config.pop("compile_config", None)
+    model = keras.saving.deserialize_keras_object(config, **options)
+
+    from keras_lth.conversion import mask_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # It was said when it was masked.
+        mask_model(model, in_place=True)
+    try:
+        model.load_weights(path)
+    except ValueError:
+        raise stock_error from None
+    return model
 
 
 @contextlib.contextmanager

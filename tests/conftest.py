@@ -29,6 +29,7 @@ CORE_MODULES = (
     "layers/test_dense.py",
     "layers/test_embedding.py",
     "test_masking.py",
+    "test_conversion.py",
     "test_custom_loops.py",
     "test_saving.py",
     "models/test_architectures.py",

@@ -302,7 +302,7 @@ class _Subclassed(keras.Model):
 def test_mask_model_refuses_a_subclassed_model():
     model = _Subclassed()
     model(np.zeros((1, 3), "float32"))
-    with pytest.raises(ValueError, match=r"_Subclassed.*keras_lth\.layers"):
+    with pytest.raises(ValueError, match=r"_Subclassed.*in_place=True"):
         mask_model(model)
 
 
@@ -586,17 +586,20 @@ def test_set_masks_rejects_unknown_keys():
         set_masks(masked, {"nope/kernel": np.ones((3, 3))})
 
 
-def test_duplicate_names_in_nested_models():
+def test_layers_sharing_a_name_are_keyed_by_their_path():
     inner = keras.Sequential(
         [keras.Input((4,)), keras.layers.Dense(4, name="twice")], name="inner"
     )
     inputs = keras.Input((4,), name="x")
-    outputs = keras.layers.Dense(2, name="twice")(inner(inputs))
+    once = keras.layers.Dense(4, name="once")(inner(inputs))
+    outputs = keras.layers.Dense(2, name="twice")(once)
     masked = mask_model(keras.Model(inputs, outputs))
-    with pytest.raises(ValueError, match="Two masked layers are named 'twice'"):
-        prunable_tensors(masked)
-    with pytest.raises(ValueError, match="named 'twice'"):
-        sparsity(masked)
+    assert list(prunable_tensors(masked)) == [
+        "inner/twice/kernel",
+        "once/kernel",
+        "twice/kernel",
+    ]
+    assert list(sparsity(masked)["layers"]) == list(prunable_tensors(masked))
 
 
 def test_set_masks_zeroes_the_optimizer_slots_of_pruned_entries():
@@ -676,21 +679,23 @@ def text_model():
     return keras.Model(tokens, outputs, name="text")
 
 
-#: What `mask_model(text_model())` cannot reach, with sizes.
-TEXT_DENSE = {
-    "mha/query/kernel": 8 * 2 * 4,
-    "mha/key/kernel": 8 * 2 * 4,
-    "mha/value/kernel": 8 * 2 * 4,
-    "mha/attention_output/kernel": 2 * 4 * 8,
+#: Every kernel of `text_model()`, keyed as `prunable_tensors` keys them: by
+#: layer name, or by path where two cells share the name `lstm_cell`.
+TEXT_PRUNABLE = {
+    "emb/embeddings": 50 * 8,
+    "query/kernel": 8 * 2 * 4,
+    "key/kernel": 8 * 2 * 4,
+    "value/kernel": 8 * 2 * 4,
+    "attention_output/kernel": 2 * 4 * 8,
     "bi/forward_lstm/lstm_cell/kernel": 8 * 16,
     "bi/forward_lstm/lstm_cell/recurrent_kernel": 4 * 16,
     "bi/backward_lstm/lstm_cell/kernel": 8 * 16,
     "bi/backward_lstm/lstm_cell/recurrent_kernel": 4 * 16,
-    "td/proj/kernel": 8 * 3,
-    "gru/gru_cell/kernel": 3 * 9,
-    "gru/gru_cell/recurrent_kernel": 3 * 9,
+    "proj/kernel": 8 * 3,
+    "gru_cell/kernel": 3 * 9,
+    "gru_cell/recurrent_kernel": 3 * 9,
+    "out/kernel": 3 * 2,
 }
-TEXT_PRUNABLE = 50 * 8 + 3 * 2  # emb/embeddings and out/kernel.
 
 
 def mask_model_warnings(model, **kwargs):
@@ -701,49 +706,46 @@ def mask_model_warnings(model, **kwargs):
     return masked, [w for w in caught if "could not make" in str(w.message)]
 
 
-def test_mask_model_warns_once_naming_every_kernel_left_dense():
-    masked, caught = mask_model_warnings(text_model())
-    assert len(caught) == 1
-    assert caught[0].category is UserWarning
-    assert caught[0].filename == __file__  # Points at the caller.
-    message = str(caught[0].message)
-    for path, size in TEXT_DENSE.items():
-        assert f"'{path}' ({size:,})" in message
-    left = sum(TEXT_DENSE.values())
-    total = left + TEXT_PRUNABLE
-    assert f"{left:,} of its {total:,} kernel and embedding weights" in message
-    assert f"({left / total:.1%})" in message
-    assert "bias" not in message
-
-
-def test_sparsity_reports_the_weights_left_dense():
-    masked, _ = mask_model_warnings(text_model())
-    report = sparsity(masked)
-    assert sorted(report["layers"]) == ["emb/embeddings", "out/kernel"]
-    assert report["dense"] == TEXT_DENSE
-    left = sum(TEXT_DENSE.values())
-    assert report["dense_fraction"] == pytest.approx(left / (left + TEXT_PRUNABLE))
-
-
-@pytest.mark.parametrize("build", BUILDERS.values(), ids=BUILDERS.keys())
-def test_mask_model_does_not_warn_when_every_kernel_is_prunable(build):
-    masked, caught = mask_model_warnings(build())
+def test_mask_model_masks_attention_recurrent_and_wrapped_layers():
+    model = text_model()
+    masked, caught = mask_model_warnings(model)
     assert caught == []
+    assert {key: int(np.prod(w.shape)) for key, w in get_masks(masked).items()} == (
+        TEXT_PRUNABLE
+    )
     assert sparsity(masked)["dense"] == {}
+    assert sparsity(masked)["dense_fraction"] == 0.0
+    x = random_input(model, batch=4)
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), masked.predict(x, verbose=0), atol=1e-6
+    )
 
 
-def test_mask_model_warns_only_about_the_layers_it_was_asked_for():
-    # `Dense` selects the Dense inside TimeDistributed, which stays dense, but
-    # not MultiHeadAttention's EinsumDense projections.
-    masked, caught = mask_model_warnings(text_model(), layers=keras.layers.Dense)
-    assert len(caught) == 1
-    message = str(caught[0].message)
-    assert "'td/proj/kernel' (24)" in message
-    assert "mha" not in message and "lstm" not in message
-    # Layers left out on purpose are still reported as dense.
-    assert "emb/embeddings" in sparsity(masked)["dense"]
-    _, caught = mask_model_warnings(text_model(), layers=["emb", "out"])
+def test_mask_model_selects_layers_with_everything_inside_them():
+    masked, caught = mask_model_warnings(
+        text_model(), layers=[keras.layers.MultiHeadAttention, "td"]
+    )
     assert caught == []
+    assert sorted(get_masks(masked)) == sorted(
+        [
+            "query/kernel",
+            "key/kernel",
+            "value/kernel",
+            "attention_output/kernel",
+            "proj/kernel",
+        ]
+    )
+    # Layers left out on purpose are still reported as dense.
+    assert set(sparsity(masked)["dense"]) == {
+        "emb/embeddings",
+        "bi/forward_lstm/lstm_cell/kernel",
+        "bi/forward_lstm/lstm_cell/recurrent_kernel",
+        "bi/backward_lstm/lstm_cell/kernel",
+        "bi/backward_lstm/lstm_cell/recurrent_kernel",
+        "gru/gru_cell/kernel",
+        "gru/gru_cell/recurrent_kernel",
+        "out/kernel",
+    }
 
 
 class _Block(keras.layers.Layer):
@@ -761,13 +763,58 @@ class _Block(keras.layers.Layer):
         return ops.matmul(self.stock(self.masked(inputs)), self.kernel)
 
 
-def test_masked_layers_inside_custom_layers_are_prunable_and_the_rest_reported():
+class _ListBlock(keras.layers.Layer):
+    """A custom layer holding its kernels in a list, which `call` reads."""
+
+    def build(self, input_shape):
+        self.kernels = [self.add_weight(shape=(3, 3), name=f"{i}_kernel") for i in "ab"]
+
+    def call(self, inputs):
+        return ops.matmul(ops.matmul(inputs, self.kernels[0]), self.kernels[1])
+
+
+def block_model():
     inputs = keras.Input((3,))
-    model = keras.Model(inputs, _Block(name="block")(inputs))
-    report = sparsity(model)
+    return keras.Model(inputs, _Block(name="block")(inputs), name="blocks")
+
+
+def test_masked_layers_inside_custom_layers_are_prunable_and_the_rest_reported():
+    report = sparsity(block_model())
     assert list(report["layers"]) == ["block_masked/kernel"]
     assert report["dense"] == {"block/kernel": 16, "block/block_stock/kernel": 16}
     assert report["dense_fraction"] == pytest.approx(32 / 44)
+
+
+def test_a_copy_leaves_custom_layers_dense_and_says_how_to_mask_them():
+    masked, caught = mask_model_warnings(block_model())
+    assert len(caught) == 1
+    assert caught[0].category is UserWarning
+    assert caught[0].filename == __file__  # Points at the caller.
+    message = str(caught[0].message)
+    assert "'block/kernel' (16), 'block/block_stock/kernel' (16)" in message
+    assert "32 of its 44 kernel and embedding weights (72.7%)" in message
+    assert "in_place=True" in message
+    assert "bias" not in message
+
+
+def test_in_place_masks_custom_layers_and_names_what_it_cannot_reach():
+    inputs = keras.Input((3,))
+    x = _Block(name="block")(inputs)
+    model = keras.Model(inputs, _ListBlock(name="listed")(x[:, :3]))
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
+    before = model.predict(x, verbose=0)
+    masked, caught = mask_model_warnings(model, in_place=True)
+    assert masked is model
+    assert sorted(get_masks(model)) == [
+        "block/kernel",
+        "block_masked/kernel",
+        "block_stock/kernel",
+    ]
+    np.testing.assert_allclose(model.predict(x, verbose=0), before, atol=1e-6)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "'listed/a_kernel' (9), 'listed/b_kernel' (9)" in message
+    assert "not a list or a dict" in message
 
 
 # --- Subclassed models --------------------------------------------------------
@@ -882,8 +929,14 @@ def test_copies_keep_the_masks_of_masked_layers_inside_other_layers():
     masks = random_masks(model)
     set_masks(model, masks)
     x = np.random.default_rng(0).normal(size=(2, 4, 3)).astype("float32")
-    for copy in (mask_model(model), strip_masks(model)):
-        np.testing.assert_array_equal(
-            get_masks(copy)["inner/kernel"], masks["inner/kernel"]
-        )
-        np.testing.assert_allclose(predict(copy, x), predict(model, x), atol=1e-6)
+    copy = mask_model(model)
+    np.testing.assert_array_equal(
+        get_masks(copy)["inner/kernel"], masks["inner/kernel"]
+    )
+    np.testing.assert_allclose(predict(copy, x), predict(model, x), atol=1e-6)
+    # Stripping reaches inside the wrapper: a stock Dense, masks baked in.
+    plain = strip_masks(model)
+    assert type(plain.get_layer("td").layer) is keras.layers.Dense
+    kernel = ops.convert_to_numpy(plain.get_layer("td").layer.kernel)
+    assert np.all(kernel[masks["inner/kernel"] == 0] == 0)
+    np.testing.assert_allclose(predict(plain, x), predict(model, x), atol=1e-6)

@@ -1,5 +1,7 @@
 """The mixin that turns a stock Keras layer into a prunable one."""
 
+import functools
+
 import keras
 import numpy as np
 from keras import ops
@@ -7,7 +9,14 @@ from keras import ops
 from keras_lth._compat import only_first_replica_scope
 from keras_lth._compat import refuse_tf_distribute_off_tensorflow
 
-__all__ = ["MaskedLayer", "multiply_by_mask", "stock_class"]
+__all__ = [
+    "MaskedContainer",
+    "MaskedLayer",
+    "become_masked",
+    "gradient_masked",
+    "multiply_by_mask",
+    "stock_class",
+]
 
 
 class MaskedLayer:
@@ -73,7 +82,7 @@ class MaskedLayer:
         if lora_rank:
             self.lora_rank = None
         super().build(input_shape)
-        self._add_masks()
+        self.add_masks()
         if lora_rank:
             self.lora_rank = lora_rank
             # `lora_alpha` exists from Keras 3.10 on; before, `enable_lora`
@@ -84,20 +93,32 @@ class MaskedLayer:
             else:
                 self.enable_lora(lora_rank, lora_alpha=lora_alpha)
 
-    def _add_masks(self):
+    def add_masks(self):
+        """Adds an all-ones mask per prunable weight; `build` calls it.
+
+        A layer masked in place (`keras_lth.mask_model(..., in_place=True)`)
+        is built already: Keras locks a built layer's state, so the lock is
+        lifted while the masks are added, as Keras's own `quantize` does.
+        """
         refuse_tf_distribute_off_tensorflow(f"Masked layer '{self.name}' is built")
-        for name in self.prunable_weight_names:
-            weight = self.prunable_variable(name)
-            with only_first_replica_scope():
-                mask = self.add_weight(
-                    name=f"{name}_mask",
-                    shape=weight.shape,
-                    initializer="ones",
-                    dtype="bool" if _BOOL_MASKS else weight.dtype,
-                    trainable=False,
-                    aggregation="only_first_replica",
-                )
-            setattr(self, f"{name}_mask", mask)
+        locked = self._tracker.locked
+        self._tracker.unlock()
+        try:
+            for name in self.prunable_weight_names:
+                weight = self.prunable_variable(name)
+                with only_first_replica_scope():
+                    mask = self.add_weight(
+                        name=f"{name}_mask",
+                        shape=weight.shape,
+                        initializer="ones",
+                        dtype="bool" if _BOOL_MASKS else weight.dtype,
+                        trainable=False,
+                        aggregation="only_first_replica",
+                    )
+                setattr(self, f"{name}_mask", mask)
+        finally:
+            if locked:
+                self._tracker.lock()
 
     def prunable_variable(self, name):
         """Returns the stored variable behind the prunable weight `name`."""
@@ -141,19 +162,10 @@ class MaskedLayer:
         # `autograd.Function` on every call (see `_torch_gradient`).
         mask = self.mask_variable(name)
         weight = getattr(self, name)
-        if not getattr(self, "lora_enabled", False):
-            if _torch_gradient is None:
-                # Tensors, not the variables: a custom gradient
-                # differentiates with respect to its tensor arguments.
-                return _mask_gradient(
-                    ops.convert_to_tensor(weight), ops.convert_to_tensor(mask)
-                )
-            tensor = _torch_gradient.hooked_weight(weight, mask)
-            if tensor is not None:
-                return tensor
-        # With LoRA, the low-rank update is not zero at pruned entries; while
-        # torch.compile traces, there is no hook.
-        return multiply_by_mask(weight, mask)
+        if getattr(self, "lora_enabled", False):
+            # The low-rank update is not zero at pruned entries.
+            return multiply_by_mask(weight, mask)
+        return gradient_masked(weight, mask)
 
     def set_mask(self, name, mask):
         """Sets the mask of weight `name` and zeroes its pruned entries.
@@ -213,6 +225,22 @@ class MaskedLayer:
         self.apply_masks()
 
 
+def gradient_masked(weight, mask):
+    """Returns the value of variable `weight`, its gradient times `mask`.
+
+    See `MaskedLayer.masked_weight`, which this implements.
+    """
+    if _torch_gradient is None:
+        # Tensors, not the variables: a custom gradient differentiates with
+        # respect to its tensor arguments.
+        return _mask_gradient(
+            ops.convert_to_tensor(weight), ops.convert_to_tensor(mask)
+        )
+    tensor = _torch_gradient.hooked_weight(weight, mask)
+    # While torch.compile traces, there is no hook.
+    return multiply_by_mask(weight, mask) if tensor is None else tensor
+
+
 def multiply_by_mask(value, mask):
     """Returns `value * mask` in `value`'s dtype, whatever the mask's dtype.
 
@@ -223,10 +251,54 @@ def multiply_by_mask(value, mask):
     return ops.multiply(value, ops.cast(mask, value.dtype))
 
 
+class MaskedContainer:
+    """Mixin of a layer whose prunable weights live in masked sublayers.
+
+    `MultiHeadAttention` holds its kernels in `EinsumDense` sublayers, an
+    RNN in its cell: their masked twins (`MaskedMultiHeadAttention`,
+    `MaskedLSTM`, ...) hold no mask themselves but make those sublayers
+    masked ones, when they are built and when a file is loaded.
+    """
+
+    #: Stock sublayer class -> its masked twin, set by each container twin.
+    sublayer_twins = {}
+
+    def add_masks(self):
+        """Makes the built sublayers of `sublayer_twins`' classes masked."""
+        for layer in self._flatten_layers(include_self=False, recursive=True):
+            twin = self.sublayer_twins.get(type(layer))
+            if twin is not None:
+                become_masked(layer, twin)
+
+
+def become_masked(layer, cls):
+    """Makes `layer` an instance of `cls`, a masked subclass of its class.
+
+    Its variables and everything else stay; a built layer gets its masks
+    (all ones) at once, an unbuilt one when it is built.
+    """
+    layer.__class__ = cls
+    if layer.built:
+        layer.add_masks()
+        return
+    # Keras wrapped the stock `build` for this object when it was created
+    # (`Layer.__new__`), so the new class's `build` would never run.
+    stock_build = layer.build
+
+    @functools.wraps(stock_build)
+    def build(*args, **kwargs):
+        stock_build(*args, **kwargs)
+        layer.add_masks()
+
+    object.__setattr__(layer, "build", build)
+
+
 def stock_class(masked_class):
     """Returns the stock Keras layer class a masked layer class extends."""
     for cls in masked_class.__mro__:
-        if issubclass(cls, keras.layers.Layer) and not issubclass(cls, MaskedLayer):
+        if issubclass(cls, keras.layers.Layer) and not issubclass(
+            cls, (MaskedLayer, MaskedContainer)
+        ):
             return cls
     raise TypeError(f"Expected a subclass of a Keras layer. Received: {masked_class!r}")
 

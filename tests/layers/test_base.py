@@ -39,11 +39,28 @@ cases = _cases.parametrize_cases(CASES)
 # and the suite's per-test setup is not.
 
 
+#: Twins of layers whose kernels live in sublayers, and of the RNN cells that
+#: hold them: `test_attention.py` and `test_recurrent.py` test these.
+NESTED = {
+    keras.layers.MultiHeadAttention: layers.MaskedMultiHeadAttention,
+    keras.layers.LSTM: layers.MaskedLSTM,
+    keras.layers.GRU: layers.MaskedGRU,
+    keras.layers.SimpleRNN: layers.MaskedSimpleRNN,
+    keras.layers.ConvLSTM1D: layers.MaskedConvLSTM1D,
+    keras.layers.ConvLSTM2D: layers.MaskedConvLSTM2D,
+    keras.layers.ConvLSTM3D: layers.MaskedConvLSTM3D,
+    keras.layers.LSTMCell: layers.MaskedLSTMCell,
+    keras.layers.GRUCell: layers.MaskedGRUCell,
+    keras.layers.SimpleRNNCell: layers.MaskedSimpleRNNCell,
+    type(keras.layers.ConvLSTM1D(1, 1).cell): layers.MaskedConvLSTMCell,
+}
+
+
 def test_masked_twins_maps_every_supported_stock_layer_to_its_twin():
-    expected = {case.stock: case.masked for case in SUPPORTED}
+    expected = {case.stock: case.masked for case in SUPPORTED} | NESTED
     assert MASKED_TWINS == expected
     assert set(layers.MASKED_LAYERS) == set(expected.values())
-    assert len(layers.MASKED_LAYERS) == len(SUPPORTED)
+    assert len(layers.MASKED_LAYERS) == len(expected)
 
 
 def test_every_twin_is_exported_and_extends_its_stock_layer(subtests):
