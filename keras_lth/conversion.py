@@ -38,7 +38,7 @@ from keras_lth.layers.base import multiply_by_mask
 from keras_lth.layers.in_place import bindable_weight_names
 from keras_lth.layers.in_place import bound_masked_class
 
-__all__ = ["mask_model", "strip_masks"]
+__all__ = ["can_copy", "mask_model", "strip_masks"]
 
 # Layers whose config holds the layers inside them, so that a twin swapped in
 # is saved and loaded as one. A custom layer that makes its sublayers in
@@ -306,16 +306,37 @@ def _check_model(model, caller):
         )
 
 
+def can_copy(model):
+    """Whether `mask_model` and `strip_masks` can copy `model`.
+
+    They can copy a `keras.Sequential` or Functional model whose nested
+    models are so too. A subclass of either (a KerasHub backbone) would be
+    copied as a plain Functional model, losing its class and methods, and a
+    subclassed model cannot be copied at all.
+    """
+    return _uncopyable(model) is None
+
+
+def _uncopyable(model):
+    """The first model in `model`'s tree that cannot be copied, or None."""
+    models = [model] + [
+        x for _, x, _ in layer_tree(model) if isinstance(x, keras.Model)
+    ]
+    return next(
+        (x for x in models if type(x) not in (keras.Sequential, Functional)), None
+    )
+
+
 def _check_cloneable(model, caller, *, hint=""):
     _check_model(model, caller)
-    if type(model) not in (keras.Sequential, Functional):
-        # A subclass of Functional (a KerasHub backbone) would be copied as a
-        # plain Functional model, losing its class and methods.
-        kind = "Functional" if isinstance(model, Functional) else "keras.Model"
+    culprit = _uncopyable(model)
+    if culprit is not None:
+        kind = "Functional" if isinstance(culprit, Functional) else "keras.Model"
+        where = "" if culprit is model else f" (in model '{model.name}')"
         raise ValueError(
             f"`{caller}` can only copy Sequential and Functional models, not "
-            f"subclasses. Received a model of type {type(model).__name__}, a "
-            f"subclass of {kind}. " + hint
+            f"subclasses. Received model '{culprit.name}'{where} of type "
+            f"{type(culprit).__name__}, a subclass of {kind}. " + hint
         )
 
 

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from keras_lth._checks import check_count
+from keras_lth.conversion import can_copy
 from keras_lth.litert import runtime
 from keras_lth.litert.report import ExportReport
 from keras_lth.litert.report import SparseTensor
@@ -20,6 +21,7 @@ from keras_lth.litert.samples import input_specs
 from keras_lth.litert.samples import random_samples
 from keras_lth.litert.samples import reference_outputs
 from keras_lth.litert.samples import to_samples
+from keras_lth.litert.samples import with_known_inputs
 from keras_lth.masking import prunable_layers
 from keras_lth.masking import strip_masks
 from keras_lth.saving import atomic_write
@@ -85,7 +87,9 @@ def export_litert(
     the dense export (`fallback=True`), and the report says why.
 
     Args:
-        model: A Sequential or Functional model, masked or plain.
+        model: A model, masked or plain. A subclassed model needs
+            `sample_inputs` or `representative_data` as arrays, which give
+            its input shapes and dtypes.
         path: Destination file, usually ending in `.tflite`.
         quantize: None (float32), `"dynamic"` (int8 weights), `"float16"` or
             `"int8"` (int8 weights and activations; float32 inputs/outputs).
@@ -137,6 +141,8 @@ def export_litert(
     path = os.fspath(path)
 
     plain = _plain_model(model)
+    shapes_from = sample_inputs if sample_inputs is not None else representative_data
+    plain = with_known_inputs(plain, shapes_from)
     specs = input_specs(plain)
     names = [spec["name"] for spec in specs]
     calibration = None
@@ -167,7 +173,15 @@ def export_litert(
 
     notes = []
     sparse_problem = ""
-    dense = trial(_convert(plain, quantize, calibration, names, sparse=False))
+    try:
+        dense = trial(_convert(plain, quantize, calibration, names, sparse=False))
+    except Exception as error:  # The converter's errors have no common type.
+        raise LiteRTExportError(
+            f"The LiteRT converter cannot convert model '{model.name}', masked "
+            f"or not: {_describe(error)}. Nothing was written to {path!r}. "
+            "Keras's recurrent layers (LSTM, GRU, SimpleRNN) need TensorFlow ops "
+            "the LiteRT interpreter does not have; the stock model fails alike."
+        ) from error
     chosen = None
     if sparse:
         try:
@@ -332,17 +346,11 @@ def _plain_model(model):
         )
     if next(prunable_layers(model), None) is None:
         return model
-    if isinstance(model, keras.Sequential) or _is_functional(model):
+    if can_copy(model):
         return strip_masks(model)
-    # A subclassed ticket cannot be cloned into stock layers; its pruned
-    # weights are stored as exact zeros, so it converts as it is.
+    # A model that cannot be copied (subclassed, KerasHub) is converted as it
+    # is: its pruned weights are stored as exact zeros.
     return model
-
-
-def _is_functional(model):
-    from keras.src.models.functional import Functional
-
-    return isinstance(model, Functional)
 
 
 def _convert(model, quantize, calibration, names, *, sparse):

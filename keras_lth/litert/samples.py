@@ -9,6 +9,7 @@ import numpy as np
 
 __all__ = [
     "input_specs",
+    "with_known_inputs",
     "per_input",
     "random_samples",
     "reference_outputs",
@@ -16,12 +17,74 @@ __all__ = [
 ]
 
 
+def _known_inputs(model):
+    try:
+        return model.inputs
+    except (AttributeError, ValueError):
+        return None
+
+
+def _takes_a_dict(model):
+    """Whether `model` is a Functional model whose input is a dict."""
+    try:
+        return isinstance(model.input, dict)
+    except (AttributeError, ValueError):  # A model never called.
+        return False
+
+
+def with_known_inputs(model, data):
+    """`model`, or a plain Functional model calling it, for the converter.
+
+    The converter takes Sequential and Functional models with positional
+    inputs. A subclass of Functional (a KerasHub model), or a model taking a
+    dict, is called from a Functional model with the same inputs. A
+    subclassed model has no `inputs`: their shapes and dtypes come from
+    `data` (an array, or a dict of arrays by input name, batch first).
+    Either way the new model shares `model`'s layers and variables.
+
+    Raises:
+        ValueError: If `model` has no inputs and `data` is not such arrays.
+    """
+    from keras.src.models.functional import Functional
+
+    known = _known_inputs(model)
+    by_name = bool(known) and _takes_a_dict(model)
+    if type(model) in (keras.Sequential, Functional) and not by_name:
+        return model
+    if known:
+        specs = {t.name: (t.shape[1:], t.dtype) for t in model.inputs}
+    elif isinstance(data, dict) or hasattr(data, "__array__"):
+        arrays = data if isinstance(data, dict) else {"inputs": data}
+        specs = {
+            name: (np.shape(array)[1:], np.asarray(array).dtype.name)
+            for name, array in arrays.items()
+        }
+        by_name = isinstance(data, dict)
+    else:
+        raise ValueError(
+            f"Model '{model.name}' of type {type(model).__name__} is subclassed: "
+            "it has no `inputs` telling `export_litert` its input shapes and "
+            "dtypes. Pass `sample_inputs` (or `representative_data`): a batch "
+            "of real inputs, an array or a dict of arrays by input name."
+        )
+    # Positional inputs: the converter feeds a model with several inputs a
+    # list, which a Functional model taking a dict refuses.
+    inputs = [
+        keras.Input(shape, dtype=dtype, name=name)
+        for name, (shape, dtype) in specs.items()
+    ]
+    if by_name:
+        outputs = model(dict(zip(specs, inputs, strict=True)))
+    else:
+        outputs = model(inputs[0] if len(inputs) == 1 else inputs)
+    return keras.Model(
+        inputs[0] if len(inputs) == 1 else inputs, outputs, name=model.name
+    )
+
+
 def input_specs(model):
     """The name, shape and dtype of each input of `model`, in order."""
-    try:
-        inputs = model.inputs
-    except (AttributeError, ValueError):
-        inputs = None
+    inputs = _known_inputs(model)
     if not inputs:
         raise ValueError(
             "`export_litert` needs a model with known inputs: a Sequential "
@@ -142,7 +205,11 @@ def reference_outputs(model, samples):
     """The Keras model's outputs on the samples, flattened, as float64."""
     count = len(samples[0])
     batch = [np.concatenate([sample[i] for sample in samples]) for i in range(count)]
-    outputs = model(batch[0] if count == 1 else batch, training=False)
+    inputs = batch[0] if count == 1 else batch
+    if _known_inputs(model) and _takes_a_dict(model):  # In `inputs` order.
+        names = [tensor.name for tensor in model.inputs]
+        inputs = dict(zip(names, batch, strict=True))
+    outputs = model(inputs, training=False)
     return [
         np.asarray(keras.ops.convert_to_numpy(output), dtype="float64")
         for output in keras.tree.flatten(outputs)
