@@ -1,12 +1,14 @@
 """Iterative magnitude pruning by hand, in your own training loop.
 
 `LotteryTicket` runs IMP inside `model.fit`. When you train with a loop of
-your own, the same masked model works, with four calls of keras_lth per round:
-`get_prunable_weights` and `prune` choose the new masks, `set_masks(...,
-optimizer=...)` applies them (zeroing the optimizer's state of pruned
-weights too), `restore_weights` rewinds, and `pruned_nonzero` checks that
-every pruned weight stayed exactly zero through training. One loop for each
-backend:
+your own, the same masked model works, with one call of keras_lth per round:
+`keras_lth.IMPRounds`, created before training, keeps the weights and the
+optimizer state to rewind to; its `end_round(metrics)` records the round,
+prunes the smallest surviving weights, zeroes the optimizer's state of the
+pruned ones, and rewinds. (It is built from the calls you can also make
+yourself: `get_prunable_weights`, `prune`, `set_masks(..., optimizer=...)`,
+`restore_weights`.) `pruned_nonzero` checks that every pruned weight stayed
+exactly zero through training. One loop for each backend:
 
     python examples/custom_loop.py                   # TensorFlow, GradientTape
     python examples/custom_loop.py --backend jax     # JAX, stateless_call
@@ -49,7 +51,6 @@ class TensorFlowLoop:
         self.model = model
         self.optimizer = keras.optimizers.Adam(learning_rate)
         self.optimizer.build(model.trainable_variables)
-        self.initial = [v.numpy() for v in self.optimizer.variables]
         loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
         @tf.function
@@ -65,10 +66,6 @@ class TensorFlowLoop:
     def train_epoch(self, batches):
         for x, y in batches:
             self.step(x, y)
-
-    def reset_optimizer(self):
-        for variable, value in zip(self.optimizer.variables, self.initial):
-            variable.assign(value)
 
     def end_round(self):
         pass  # The step updated the variables in place.
@@ -87,7 +84,6 @@ class JaxLoop:
         self.model = model
         self.optimizer = keras.optimizers.Adam(learning_rate)
         self.optimizer.build(model.trainable_variables)
-        self.initial = [v.numpy() for v in self.optimizer.variables]
         loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
         def compute_loss(trainable, non_trainable, x, y):
@@ -115,10 +111,6 @@ class JaxLoop:
         for x, y in batches:
             _, self.state = self.step(self.state, x, y)
         self.end_round()  # So that evaluating the model sees the new weights.
-
-    def reset_optimizer(self):
-        for variable, value in zip(self.optimizer.variables, self.initial):
-            variable.assign(value)
 
     def end_round(self):
         """Writes the loop's state into the variables, for keras_lth to read."""
@@ -151,7 +143,6 @@ class TorchLoop:
         # On the torch backend a Keras model is a `torch.nn.Module`. The
         # masks are parameters too, without gradients, so Adam skips them.
         self.optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-        self.initial = self.optimizer.state_dict()
         self.torch = torch
 
     def train_epoch(self, batches):
@@ -164,9 +155,6 @@ class TorchLoop:
             loss = self.torch.nn.functional.cross_entropy(logits, labels)
             loss.backward()  # The masked layers zero pruned weights' gradients.
             self.optimizer.step()
-
-    def reset_optimizer(self):
-        self.optimizer.load_state_dict(self.initial)
 
     def end_round(self):
         pass
@@ -218,7 +206,14 @@ def main(argv=None):
     )
     model = lth.mask_model(plain)
     loop = LOOPS[args.backend](model, args.learning_rate)
-    theta0 = model.get_weights()  # The masks are not among the weights.
+    # Keeps the weights (θ0) and the optimizer's state to rewind to.
+    imp = lth.IMPRounds(
+        model,
+        prune_rate=args.prune_rate,
+        rewind=args.rewind,
+        optimizer=loop.optimizer,
+        seed=args.seed,
+    )
     rng = np.random.default_rng(args.seed)
 
     rounds, epochs = args.rounds, args.epochs
@@ -239,14 +234,9 @@ def main(argv=None):
             sys.exit(f"error: pruned weights moved off zero: {moved}")
         if round_index + 1 == args.rounds:
             break
-        # Prune the smallest surviving weights of each tensor...
-        weights = masking.get_prunable_weights(model)
-        masks = lth.prune(weights, lth.get_masks(model), args.prune_rate)
-        lth.set_masks(model, masks, optimizer=loop.optimizer)
-        if args.rewind == "init":
-            # ...and rewind the survivors, and the optimizer, to their start.
-            masking.restore_weights(model, theta0)
-            loop.reset_optimizer()
+        # Record, prune the smallest surviving weights, rewind (weights and
+        # optimizer), ready for the next round.
+        imp.end_round({"val_accuracy": accuracy(model, *validation)})
         loop.begin_round()
     print("The masks held: every pruned weight stayed exactly 0.0.")
 

@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "ExportReport": "keras_lth.litert",
     "GradualPruning": "keras_lth.callbacks",
+    "IMPRounds": "keras_lth.rounds",
     "LiteRTExportError": "keras_lth.litert",
     "LotteryTicket": "keras_lth.callbacks",
     "branches": "keras_lth.branches",

@@ -31,6 +31,7 @@ CORE_MODULES = (
     "test_masking.py",
     "test_conversion.py",
     "test_custom_loops.py",
+    "test_rounds.py",
     "test_saving.py",
     "models/test_architectures.py",
     "models/test_learning_rate.py",
