@@ -28,6 +28,8 @@ CORE_MODULES = (
     "layers/test_convolutional.py",
     "layers/test_dense.py",
     "layers/test_embedding.py",
+    "layers/test_attention.py",
+    "layers/test_recurrent.py",
     "test_masking.py",
     "test_conversion.py",
     "test_custom_loops.py",
