@@ -69,8 +69,8 @@ def results_table(results):
         [
             str(row["round"]),
             f"{100 * row['weights_remaining']:.2f}%",
-            str(row["best_epoch"]),
-            str(row["best_step"]),
+            _format(row["best_epoch"]),
+            _format(row["best_step"]),
             *(_format(early_stop_metrics(row).get(name)) for name in metrics),
         ]
         for row in results

@@ -103,9 +103,19 @@ def load_model(path, *, custom_objects=None, compile=True, safe_mode=True):
 
     options = {"custom_objects": custom_objects, "safe_mode": safe_mode}
     try:
-        return keras.saving.load_model(path, compile=compile, **options)
+        # Keras warns about each layer it cannot fill before it gives up:
+        # said only when the plain load is the answer.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = keras.saving.load_model(path, compile=compile, **options)
     except ValueError as error:
         stock_error = error  # Perhaps a model masked in place: try that.
+    else:
+        for warning in caught:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+        return model
     with zipfile.ZipFile(path) as archive:
         config = json.loads(archive.read("config.json"))
     if not compile:
