@@ -47,6 +47,7 @@ _EXPORTS = {
     "save_results_json": "keras_lth.results",
     "schedules": "keras_lth.schedules",
     "set_masks": "keras_lth.masking",
+    "shrink": "keras_lth.shrinking",
     "sparsity": "keras_lth.masking",
     "strip_masks": "keras_lth.masking",
 }
