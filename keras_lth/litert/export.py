@@ -207,10 +207,18 @@ def export_litert(
                 "`quantize`."
             )
         else:
-            notes.append(
+            note = (
                 f"sparsity encoding dropped: the sparse-encoded file did not pass "
                 f"({problem}); wrote the dense export, which did"
             )
+            if quantize in ("int8", "dynamic"):
+                note += (
+                    ". For a smaller int8 file that runs faster, prune in LiteRT's "
+                    "int8 blocks (`block=(1, 16)`) or remove dead units with "
+                    "`keras_lth.shrink`"
+                )
+            notes.append(note)
+            warnings.warn(f"export_litert: {note}.", UserWarning, stacklevel=2)
     if chosen is None:
         if dense.problem is not None:
             raise LiteRTExportError(

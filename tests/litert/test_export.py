@@ -137,7 +137,8 @@ def test_sparse_dynamic_int8_falls_back_to_a_file_that_runs(tmp_path):
     # whose int8 weights a DENSIFY expands ("failed to delegate").
     model = ticket(rate=0.9)
     path = tmp_path / "dynamic.tflite"
-    report = export_litert(model, path, quantize="dynamic", **FAST)
+    with pytest.warns(UserWarning, match=r"dropped.*block=\(1, 16\).*shrink"):
+        report = export_litert(model, path, quantize="dynamic", **FAST)
 
     assert report.sparse_requested and not report.sparse_encoded
     assert report.file_bytes == report.dense_bytes
@@ -169,7 +170,8 @@ def test_fallback_when_the_sparse_file_cannot_even_be_loaded(tmp_path, monkeypat
 
     monkeypatch.setattr(litert_export, "_convert", broken_sparse)
     path = tmp_path / "model.tflite"
-    report = export_litert(ticket(), path, **FAST)
+    with pytest.warns(UserWarning, match="sparsity encoding dropped"):
+        report = export_litert(ticket(), path, **FAST)
     assert not report.sparse_encoded
     assert "could not run it" in report.notes[0]
     assert report.max_error <= 1e-5
