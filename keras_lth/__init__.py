@@ -50,6 +50,7 @@ _EXPORTS = {
     "shrink": "keras_lth.shrinking",
     "sparsity": "keras_lth.masking",
     "strip_masks": "keras_lth.masking",
+    "structured": "keras_lth.structured",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -113,8 +113,8 @@ class RunState:
             scalar logs and the optimizer steps taken in the round so far.
         epochs_done: Epochs finished.
         round_start_step: The optimizer's step when the round began.
-        initial_kept: `{tensor key: weights (or blocks) kept at the start}`,
-            or None before training.
+        initial_kept: `{tensor key: weights (or blocks, or live units with
+            granularity="unit") kept at the start}`, or None before training.
         monitor_used: The monitored metric (`"loss"` if the chosen one is
             never logged).
         summaries_step: The TensorBoard step of `SparsitySummaries`.

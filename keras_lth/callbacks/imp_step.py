@@ -3,8 +3,9 @@
 `LotteryTicket` prunes at the end of every round but the last with
 `next_masks`: each tensor (or, with `strategy="global"` or `"lamp"`, all of
 them together) goes to its cumulative target `pruning.target_count(start,
-rate, step)`, counted in weights or, with a block, in blocks (`count_kept`),
-so rounding never accumulates over rounds. `masks_settled` is the early-bird
+rate, step)`, counted in weights, in blocks with a block, or in live output
+units with `units` (`count_kept`, `keras_lth.structured`), so rounding never
+accumulates over rounds. `masks_settled` is the early-bird
 test (You et al. 2020). No model is needed:
 
 >>> weights = {"d/kernel": np.arange(1.0, 11.0)}
@@ -19,6 +20,7 @@ test (You et al. 2020). No model is needed:
 import numpy as np
 
 from keras_lth import pruning
+from keras_lth import structured
 from keras_lth._blocks import block_for
 from keras_lth._checks import check_fraction
 
@@ -91,8 +93,20 @@ def check_block_option(block):
     return pruning.check_block(block, "block")
 
 
-def count_kept(masks, block=None):
-    """`{key: what IMP counts in the tensor}`: kept weights, or live blocks."""
+def count_kept(masks, block=None, units=None):
+    """`{key: what IMP counts in the tensor}`: kept weights, or live blocks.
+
+    With `units` (`{key: unit axes or None}`, see
+    `keras_lth.structured.resolve_unit_axes`), the live output units of each
+    tensor that has units, and the kept weights of the others.
+    """
+    if units is not None:
+        return {
+            key: pruning.count_units(mask)
+            if units[key] is None
+            else structured.count_live_units(mask, units[key])
+            for key, mask in masks.items()
+        }
     return {
         key: pruning.count_units(mask, block_for(block, key))
         for key, mask in masks.items()
@@ -111,6 +125,8 @@ def next_masks(
     seed,
     block=None,
     min_density=0.0,
+    units=None,
+    refill=False,
 ):
     """The masks of pruning step `step` (1-based), at exact cumulative counts.
 
@@ -128,6 +144,13 @@ def next_masks(
         min_density: With `"global"` and `"lamp"`, the fraction of its
             weights (or blocks) each tensor keeps at least; see
             `pruning.prune_global`.
+        units: `None` to prune weights (or blocks), or `{key: unit axes or
+            None}` to prune whole output units with
+            `keras_lth.structured.prune_units` (tensors without units need a
+            rate of 0). `initial_kept` must then come from `count_kept` with
+            the same `units`.
+        refill: With `units`, choose the units by refilling (Chen et al.
+            2022; see `keras_lth.structured`).
 
     Returns:
         `{key: new mask}` (with `"global"` and `"lamp"`, for the tensors they
@@ -137,8 +160,17 @@ def next_masks(
         included = {k: m for k, m in masks.items() if rates[k] > 0}
         start = sum(initial_kept[k] for k in included)
         target = pruning.target_count(start, prune_rate, step)
-        alive = sum(count_kept(included, block).values())
+        alive = sum(count_kept(included, block, units).values())
         rate = max((alive - target) / alive if alive else 0.0, 0.0)
+        if units is not None:
+            return structured.prune_units(
+                weights,
+                included,
+                rate,
+                strategy=strategy,
+                unit_axes={key: units[key] for key in included},
+                min_density=min_density,
+            )
         return pruning.prune(
             weights,
             included,
@@ -148,9 +180,19 @@ def next_masks(
             min_density=min_density,
         )
     step_rates = {}
-    for key, alive in count_kept(masks, block).items():
+    for key, alive in count_kept(masks, block, units).items():
         target = pruning.target_count(initial_kept[key], rates[key], step)
         step_rates[key] = max(alive - target, 0) / alive if alive else 0.0
+    if units is not None:
+        return structured.prune_units(
+            weights,
+            masks,
+            step_rates,
+            strategy=strategy,
+            unit_axes=units,
+            refill=refill,
+            seed=[seed, step],
+        )
     return pruning.prune(
         weights, masks, step_rates, strategy=strategy, seed=[seed, step], block=block
     )
@@ -175,7 +217,7 @@ def masks_settled(window, distance):
     return all(np.mean(newest != old) < distance for old in window[:-1])
 
 
-def tensor_rates(tensors, *, prune_rate, layer_rates, strategy):
+def tensor_rates(tensors, *, prune_rate, layer_rates, strategy, units=None):
     """The pruning rate of each prunable tensor, as `LotteryTicket` uses it.
 
     A layer named in `layer_rates` gets its own rate; the last prunable layer
@@ -183,11 +225,17 @@ def tensor_rates(tensors, *, prune_rate, layer_rates, strategy):
     named (not with `"global"` or `"lamp"`); every other layer gets
     `prune_rate`.
 
+    With `units` (whole output units are pruned), the output layer gets 0
+    unless named, with every strategy: its output units are the classes,
+    and pruning one leaves that class its bias alone. Tensors without units
+    get 0.
+
     Args:
         tensors: `keras_lth.masking.prunable_tensors(model)`.
         prune_rate: The default rate.
         layer_rates: Dict `{layer_name: rate}`.
         strategy: One of `keras_lth.pruning.STRATEGIES`.
+        units: `None`, or `{key: unit axes or None}` when pruning units.
 
     Returns:
         Dict `{tensor key: rate}`.
@@ -203,11 +251,15 @@ def tensor_rates(tensors, *, prune_rate, layer_rates, strategy):
             f"Prunable layers: {sorted(layer_names)}"
         )
     rates = dict(layer_rates)
-    if strategy not in pruning.GLOBAL_STRATEGIES and tensors:
+    if tensors and (units is not None or strategy not in pruning.GLOBAL_STRATEGIES):
         output_layer = list(tensors.values())[-1][0].name
-        rates.setdefault(output_layer, prune_rate * OUTPUT_LAYER_RATE_FACTOR)
+        factor = 0.0 if units is not None else OUTPUT_LAYER_RATE_FACTOR
+        rates.setdefault(output_layer, prune_rate * factor)
     return {
-        key: rates.get(layer.name, prune_rate) for key, (layer, _) in tensors.items()
+        key: 0.0
+        if units is not None and units[key] is None
+        else rates.get(layer.name, prune_rate)
+        for key, (layer, _) in tensors.items()
     }
 
 

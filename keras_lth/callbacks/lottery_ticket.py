@@ -23,6 +23,7 @@ from keras_lth._compat import sync_backend_state
 from keras_lth.callbacks import checkpoint
 from keras_lth.callbacks import imp_step
 from keras_lth.callbacks import rewind_state
+from keras_lth.callbacks import ticket_options
 from keras_lth.callbacks.checkpoint import CHECKPOINT_NAME
 from keras_lth.callbacks.imp_step import OUTPUT_LAYER_RATE_FACTOR
 from keras_lth.callbacks.imp_step import tensor_rates
@@ -71,6 +72,10 @@ class LotteryTicket(keras.callbacks.Callback):
             The last prunable layer defaults to half of `prune_rate`.
         block: Optional `(rows, cols)` block, or `{"layer/weight": block}`;
             see `keras_lth.pruning` for the orientation.
+        granularity: `"weight"`, or `"unit"` to prune and count whole output
+            units (Dense columns, filters, heads; `keras_lth.structured`).
+            The output layer then defaults to a rate of 0.
+        refill: With `"unit"`, choose units by refilling (Chen et al. 2022).
         rewind: `"init"`, a step `k`, `"epoch:K"`, `"reinit_each_round"`,
             `"lr"` or `"none"`; see `keras_lth.rewind`. The paper's
             random-reinit control is `keras_lth.controls.reinit`.
@@ -110,6 +115,8 @@ class LotteryTicket(keras.callbacks.Callback):
         min_density=0.0,
         layer_rates=None,
         block=None,
+        granularity="weight",
+        refill=False,
         rewind="init",
         one_shot=False,
         early_bird=False,
@@ -131,29 +138,14 @@ class LotteryTicket(keras.callbacks.Callback):
         self.min_density = pruning.check_min_density(min_density, strategy)
         self.layer_rates = imp_step.check_layer_rates(layer_rates, strategy)
         self.block = imp_step.check_block_option(block)
+        self.granularity, self.refill = ticket_options.check_granularity(
+            granularity, refill, strategy=strategy, block=self.block
+        )
         self._rewind = Rewind.parse(rewind)
         self.rewind = self._rewind.value
-        if self._rewind.kind == "epoch" and self._rewind.at > self.epochs_per_round:
-            raise ValueError(
-                f"The rewind point rewind={self.rewind!r} falls after round 0 "
-                f"ends (round 0 has epochs_per_round={epochs_per_round} "
-                f"epochs). Expected K <= {epochs_per_round}."
-            )
-        self.one_shot = bool(one_shot)
-        if self.one_shot and not self._rewind.has_point:
-            raise ValueError(
-                "one_shot=True prunes round 0's trained weights and trains "
-                "each ticket from the rewind point, so it needs a rewind "
-                f"point. Received: rewind={self.rewind!r}. Use 'init', an int "
-                "step, 'epoch:K' or 'reinit_each_round'."
-            )
-        self.early_bird = bool(early_bird)
-        if self.early_bird and strategy == "random":
-            raise ValueError(
-                "early_bird=True watches the magnitude-pruning mask settle, "
-                "but strategy='random' draws masks that ignore the weights. "
-                "Use strategy='layerwise' or 'global' with early_bird."
-            )
+        ticket_options.check_rewind_point(self._rewind, self.epochs_per_round)
+        self.one_shot = ticket_options.check_one_shot(one_shot, self._rewind)
+        self.early_bird = ticket_options.check_early_bird(early_bird, strategy)
         self.early_bird_distance = check_fraction(
             early_bird_distance, "early_bird_distance"
         )
@@ -241,11 +233,15 @@ class LotteryTicket(keras.callbacks.Callback):
                 f"{sorted(dense)}. See keras_lth.sparsity(model)['dense'].",
                 stacklevel=2,
             )
+        self._units = None
+        if self.granularity == "unit":  # Warns of tensors without units.
+            self._units = ticket_options.unit_axes_of(tensors)
         self._rates = tensor_rates(
             tensors,
             prune_rate=self.prune_rate,
             layer_rates=self.layer_rates,
             strategy=self.strategy,
+            units=self._units,
         )
         rewind_state.check_step_rewind(
             self._rewind,
@@ -275,7 +271,9 @@ class LotteryTicket(keras.callbacks.Callback):
         if self._loaded:
             return  # Resuming: the state came from a file.
         self._reset()
-        self._run.initial_kept = imp_step.count_kept(get_masks(self.model), self.block)
+        self._run.initial_kept = imp_step.count_kept(
+            get_masks(self.model), self.block, self._units
+        )
         if self._rewind.restores_optimizer and self._rewind.at == 0:
             self._run.snapshot = rewind_state.take_snapshot(self.model)
         self._run.round_start_step = self._optimizer_step()
@@ -473,6 +471,8 @@ class LotteryTicket(keras.callbacks.Callback):
             seed=self.seed,
             block=self.block,
             min_density=self.min_density,
+            units=self._units,
+            refill=self.refill,
         )
 
     def _optimizer_step(self):
@@ -560,7 +560,7 @@ class LotteryTicket(keras.callbacks.Callback):
     def _read_state(self, path):
         """Reads `path` and checks its settings; changes nothing."""
         saved, run, live = checkpoint.read_state(path)
-        saved = {"min_density": 0.0, **saved}  # Saved before it existed.
+        saved = ticket_options.settings_with_defaults(saved)
         seed = self.seed if self._seed_given else saved.get("seed", self.seed)
         checkpoint.check_settings(path, saved, self._config(seed))
         return saved, run, live
@@ -596,7 +596,9 @@ class LotteryTicket(keras.callbacks.Callback):
             "strategy": self.strategy,
             "min_density": self.min_density,
             "layer_rates": self.layer_rates,
-            "block": _block_config(self.block),
+            "block": ticket_options.block_config(self.block),
+            "granularity": self.granularity,
+            "refill": self.refill,
             "rewind": self.rewind,
             "one_shot": self.one_shot,
             "early_bird": self.early_bird,
@@ -606,13 +608,6 @@ class LotteryTicket(keras.callbacks.Callback):
             "mode": self.mode,
             "seed": self.seed if seed is None else seed,
         }
-
-
-def _block_config(block):
-    """`block` as it reads back from JSON."""
-    if isinstance(block, dict):
-        return {k: None if v is None else list(v) for k, v in block.items()}
-    return None if block is None else list(block)
 
 
 def _values(variables):

@@ -50,6 +50,7 @@ from keras_lth.cli._settings import DEFAULT_EPOCHS_PER_ROUND
 from keras_lth.cli._settings import DEFAULT_MODEL
 from keras_lth.cli._settings import DEFAULT_ROUNDS
 from keras_lth.cli._settings import DEFAULT_SEED
+from keras_lth.cli._settings import GRANULARITIES
 from keras_lth.cli._settings import MODELS
 from keras_lth.cli._settings import MONITORS
 from keras_lth.pruning import STRATEGIES
@@ -229,6 +230,20 @@ def _add_run(commands):
         help="layerwise, global (one threshold; keeps only the preset's 0 "
         "rates), lamp (layer-adaptive global, Lee et al. 2021) or random "
         "(default: the preset's)",
+    )
+    imp.add_argument(
+        "--granularity",
+        choices=GRANULARITIES,
+        help="what IMP prunes: single weights (default) or whole output "
+        "units (Dense columns, filters, attention heads; the output layer's "
+        "classes are kept), for a ticket that keras_lth.shrink makes smaller",
+    )
+    imp.add_argument(
+        "--refill",
+        action="store_true",
+        default=None,
+        help="with --granularity unit: keep the units with the most weights "
+        "left by unstructured pruning, refilled (Chen et al. 2022)",
     )
     imp.add_argument(
         "--rewind",

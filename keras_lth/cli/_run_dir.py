@@ -21,6 +21,7 @@ except ImportError:  # Windows: no flock. Runs there are not locked.
 from keras_lth.cli._common import UsageError
 from keras_lth.cli._common import describe
 from keras_lth.cli._common import read_json
+from keras_lth.cli._settings import ADDED_SETTINGS
 from keras_lth.cli._settings import SETTING_FLAGS
 
 __all__ = [
@@ -52,6 +53,9 @@ RUN_FILE_VERSION = 2
 def read_run_file(run_dir):
     """The contents of `RUN_DIR/run.json`, checked.
 
+    Settings newer than the file (`ADDED_SETTINGS`) get the value its run
+    had.
+
     Raises:
         UsageError: If the file is missing, unreadable, or not written by
             this version of keras-lth.
@@ -62,6 +66,8 @@ def read_run_file(run_dir):
             f"{run_dir} is not a keras-lth run directory: it has no {RUN_FILE}"
         )
     saved = read_json(path)
+    if isinstance(saved, dict) and isinstance(saved.get("settings"), dict):
+        saved["settings"] = {**ADDED_SETTINGS, **saved["settings"]}
     if (
         not isinstance(saved, dict)
         or saved.get("version") != RUN_FILE_VERSION

@@ -14,6 +14,7 @@ import math
 from keras_lth.cli._common import UsageError
 
 __all__ = [
+    "ADDED_SETTINGS",
     "CONTROLS",
     "DATASETS",
     "DEFAULT_CONTROLS",
@@ -22,6 +23,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_ROUNDS",
     "DEFAULT_SEED",
+    "GRANULARITIES",
     "MODELS",
     "MONITORS",
     "SETTING_FLAGS",
@@ -48,6 +50,9 @@ MODELS = (
 
 #: `keras_lth.datasets.NAMES`.
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
+
+#: `keras_lth.structured.GRANULARITIES`: what IMP prunes, weights or units.
+GRANULARITIES = ("weight", "unit")
 
 DEFAULT_MODEL = "lenet_300_100"
 #: 19 rounds reach the paper's sparsest level for LeNet, 1.9% (2.1%); with 20
@@ -83,12 +88,18 @@ SETTING_FLAGS = {
     "prune_rate": "--prune-rate",
     "layer_rates": "--layer-rate",
     "strategy": "--strategy",
+    "granularity": "--granularity",
+    "refill": "--refill",
     "rewind": "--rewind",
     "monitor": "--monitor",
     "controls": "--controls",
     "control_levels": "--control-levels",
     "seed": "--seed",
 }
+
+#: Settings newer than `run.json`'s version 2, with the value of a run
+#: written before them.
+ADDED_SETTINGS = {"granularity": "weight", "refill": False}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +148,8 @@ def show_setting(key, value):
         return ",".join(value) or "none"
     if key == "control_levels":
         return ",".join(map(str, value))
+    if key == "refill":
+        return "on" if value else "off"
     return str(value)
 
 

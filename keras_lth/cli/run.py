@@ -210,6 +210,10 @@ def _settings(args, saved, run_dir):
     if strategy in GLOBAL_STRATEGIES:
         # One threshold for all layers: only "never prune" (0) rates apply.
         layer_rates = {name: rate for name, rate in layer_rates.items() if rate == 0}
+    granularity = given.get("granularity", "weight")
+    if granularity == "unit" and "output" in layer_rates:
+        # Its units are the classes: `LotteryTicket` keeps them by default.
+        layer_rates["output"] = 0.0
     layer_rates.update(given.get("layer_rates", {}))
     dataset = given.get("dataset", "mnist" if "data_path" in given else "digits")
     settings = {
@@ -222,6 +226,8 @@ def _settings(args, saved, run_dir):
         "prune_rate": given.get("prune_rate", preset.prune_rate),
         "layer_rates": layer_rates,
         "strategy": strategy,
+        "granularity": granularity,
+        "refill": given.get("refill", False),
         "rewind": given.get("rewind", "init"),
         "monitor": given.get("monitor", default_monitor(dataset)),
         "controls": given.get("controls", list(DEFAULT_CONTROLS)),
@@ -271,6 +277,8 @@ def _imp_ticket(settings, run_dir=None, test_data=None):
         prune_rate=settings["prune_rate"],
         strategy=settings["strategy"],
         layer_rates=settings["layer_rates"],
+        granularity=settings["granularity"],
+        refill=settings["refill"],
         rewind=settings["rewind"],
         monitor=settings["monitor"],
         test_data=test_data,
@@ -398,7 +406,8 @@ def _run_imp(stage, header, settings, data, run_dir):
         f"{header}: {settings['model']} on {settings['dataset']}, "
         f"{ticket.rounds} rounds x {ticket.epochs_per_round} {epochs}, "
         f"prune rate {ticket.prune_rate} ({ticket.strategy}"
-        f"{_layer_rates_text(ticket.layer_rates)}), rewind={ticket.rewind!r}, "
+        f"{_layer_rates_text(ticket.layer_rates)}{_unit_text(ticket)}), "
+        f"rewind={ticket.rewind!r}, "
         f"early stop at the best {ticket.monitor}, seed {ticket.seed} ==",
         flush=True,
     )
@@ -512,6 +521,12 @@ def _has_tensorboard():
 
 def _round_text(row):
     return f"{row['round']} ({100 * row['weights_remaining']:.1f}%)"
+
+
+def _unit_text(ticket):
+    if ticket.granularity != "unit":
+        return ""
+    return ", whole units" + (", refilled" if ticket.refill else "")
 
 
 def _layer_rates_text(layer_rates):

@@ -79,6 +79,8 @@ def test_run_writes_every_promised_file(finished):
         "prune_rate": 0.2,
         "layer_rates": {"output": 0.1},
         "strategy": "layerwise",
+        "granularity": "weight",
+        "refill": False,
         "rewind": "init",
         "monitor": "val_accuracy",  # On digits; val_loss on the other data.
         "controls": ["reinit", "random"],
