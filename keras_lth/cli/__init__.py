@@ -71,7 +71,9 @@ The run directory (--output; default runs/<model>-<dataset>-<time>) gets:
                                  test accuracy and early-stopping step
   ticket.keras                   the final ticket (keras.models.load_model reads it)
   ticket.tflite                  the final ticket for LiteRT (see --export)
-  ticket_export.txt              the LiteRT export's report
+  ticket_shrunk.keras            the ticket without its dead units (keras_lth.shrink)
+  ticket_shrunk.tflite           the shrunk ticket for LiteRT
+  ticket_export.txt              the LiteRT exports' and the shrinking's reports
   tensorboard/imp/               TensorBoard: loss and accuracy per epoch in
                                  train/, validation/; masks in sparsity/
   tensorboard/<control>/<level>/ the same for each branch

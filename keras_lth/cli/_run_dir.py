@@ -30,6 +30,8 @@ __all__ = [
     "PLOT_FILE",
     "RUN_FILE",
     "RUN_FILE_VERSION",
+    "SHRUNK_FILE",
+    "SHRUNK_TFLITE_FILE",
     "TFLITE_FILE",
     "TICKET_FILE",
     "RunDirLock",
@@ -44,6 +46,8 @@ RUN_FILE = "run.json"
 PLOT_FILE = "ticket_curve.png"
 TICKET_FILE = "ticket.keras"
 TFLITE_FILE = "ticket.tflite"
+SHRUNK_FILE = "ticket_shrunk.keras"
+SHRUNK_TFLITE_FILE = "ticket_shrunk.tflite"
 EXPORT_REPORT_FILE = "ticket_export.txt"
 LOCK_FILE = ".lock"
 #: 2: the controls are branches off the IMP levels (`control_levels`).

@@ -35,11 +35,10 @@ from keras_lth.callbacks.rewind_state import check_step_rewind
 from keras_lth.cli._common import UsageError
 from keras_lth.cli._common import describe
 from keras_lth.cli._common import has_module
-from keras_lth.cli._common import native_logs_filtered
-from keras_lth.cli._run_dir import EXPORT_REPORT_FILE
+from keras_lth.cli._export import export_choice
+from keras_lth.cli._export import export_ticket
 from keras_lth.cli._run_dir import RUN_FILE
 from keras_lth.cli._run_dir import RUN_FILE_VERSION
-from keras_lth.cli._run_dir import TFLITE_FILE
 from keras_lth.cli._run_dir import TICKET_FILE
 from keras_lth.cli._run_dir import RunDirLock
 from keras_lth.cli._run_dir import create_run_dir
@@ -71,9 +70,6 @@ from keras_lth.saving import save_model
 
 __all__ = ["run"]
 
-#: Samples the LiteRT export is verified on (from the test set).
-_EXPORT_SAMPLES = 32
-
 
 def run(args):
     """Runs `keras-lth run` with parsed `args`; returns the exit code.
@@ -100,7 +96,7 @@ def _run(args, run_dir, lock):
         logging.getLogger("tensorflow").addFilter(_not_a_retracing_warning)
     saved = _open_run_dir(args, run_dir, lock)
     settings = _settings(args, saved, run_dir)
-    export = _export_choice(args.export)
+    export = export_choice(args.export)
     data = _load_data(settings)
     preset = models.get_preset(settings["model"])
     _check_model(settings, data)
@@ -131,7 +127,7 @@ def _run(args, run_dir, lock):
                 continue
             model = _run_imp(stage, header, settings, data, run_dir)
             if export["on"]:
-                export_failed = not _export(model, run_dir, data, args.verbose)
+                export_failed = not export_ticket(model, run_dir, data, args.verbose)
     except KeyboardInterrupt:
         print(f"\nkeras-lth: interrupted. Continue with: {resume}", file=sys.stderr)
         return 130
@@ -533,52 +529,6 @@ def _layer_rates_text(layer_rates):
     if not layer_rates:
         return ""
     return ", " + ", ".join(f"{k} {v}" for k, v in layer_rates.items())
-
-
-# ------------------------------------------------------------------ export
-
-
-def _export_choice(requested):
-    """`{"on": bool, "note": str or None}`; a `UsageError` if --export can't."""
-    if requested is False:
-        return {"on": False, "note": None}
-    missing = []
-    backend = keras.backend.backend()
-    if backend != "tensorflow":
-        missing.append(f"the Keras backend is {backend}, not tensorflow")
-    if not has_module("ai_edge_litert"):
-        missing.append("ai_edge_litert is not installed (pip install ai-edge-litert)")
-    if missing and requested:
-        raise UsageError(f"--export: {'; '.join(missing)}")
-    if missing:
-        return {
-            "on": False,
-            "note": f"LiteRT export off: {'; '.join(missing)} (--no-export hides "
-            "this note).",
-        }
-    return {"on": True, "note": None}
-
-
-def _export(model, run_dir, data, show_logs):
-    """Exports the final ticket to LiteRT. Returns False if that failed."""
-    tflite, text = run_dir / TFLITE_FILE, run_dir / EXPORT_REPORT_FILE
-    print("\n== LiteRT export of the final ticket ==", flush=True)
-    if tflite.exists() and text.exists():
-        print(f"Done earlier: {tflite}, skipped.")
-        return True
-    try:
-        if model is None:
-            model = keras.models.load_model(run_dir / TICKET_FILE)
-        with native_logs_filtered(show_logs=show_logs):  # LiteRT's INFO lines.
-            report = keras_lth.export_litert(
-                model, tflite, representative_data=data.test[0][:_EXPORT_SAMPLES]
-            )
-    except Exception as error:  # An export problem must not lose the run.
-        print(f"keras-lth: LiteRT export failed: {describe(error)}", file=sys.stderr)
-        return False
-    atomic_write_text(text, f"{report}\n")
-    print(report, flush=True)
-    return True
 
 
 def _optional_notes(export):

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_lth
 from keras_lth import branches
 from keras_lth import get_masks
 from keras_lth.cli._settings import CONTROLS
@@ -476,6 +477,18 @@ def test_export_writes_the_ticket_as_litert(tmp_path):
     report = (run_dir / "ticket_export.txt").read_text()
     assert report.startswith("LiteRT export: ")
     assert report.strip() in out
+    # The shrunk ticket: a plain model, smaller, with the ticket's outputs.
+    assert "== The ticket shrunk (keras_lth.shrink) ==" in report
+    ticket = keras.saving.load_model(run_dir / "ticket.keras")
+    small = keras.saving.load_model(run_dir / "ticket_shrunk.keras")
+    assert (run_dir / "ticket_shrunk.tflite").stat().st_size > 0
+    assert small.count_params() <= keras_lth.strip_masks(ticket).count_params()
+    x = np.random.default_rng(0).random((4, *ticket.input_shape[1:])).astype("float32")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(small(x)),
+        keras.ops.convert_to_numpy(ticket(x)),
+        atol=1e-5,
+    )
 
 
 # ------------------------------------------------------ real processes (slow)
