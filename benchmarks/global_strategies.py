@@ -18,9 +18,8 @@ What it runs
         (24 tokens of a 400-word Zipf vocabulary; the class is the argmax of
         the summed per-word class affinities, so every word's embedding
         matters). Keras initialises the Embedding uniform in +-0.05, several
-        times smaller than the Dense kernels. The MultiHeadAttention's own
-        EinsumDense projections are not prunable in keras_lth yet: they stay
-        dense and are not counted.
+        times smaller than the Dense kernels. The MultiHeadAttention's four
+        EinsumDense projections are pruned too (`MaskedMultiHeadAttention`).
     (b) LeNet-300-100 (`keras_lth.models`) on the MNIST test set in
         `../shared/data/mnist`, split 8,000 / 1,000 / 1,000 by
         `keras_lth.datasets.load("mnist", path=...)`.
