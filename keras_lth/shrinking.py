@@ -1,30 +1,22 @@
 """Physically removing the units of a ticket that cannot change its outputs.
 
 A pruned ticket stores its pruned weights as zeros, so it is as large and as
-slow as the dense network. `shrink` builds a smaller plain Keras model in
-which every unit (a Dense unit, a convolution filter, an embedding feature)
-that can no longer change the outputs is gone, with the matching slices of
-the layers around it: BatchNormalization's statistics, a depthwise
-convolution's channel, the rows of every layer that reads it (through
-activations, pooling, `Flatten`, `Concatenate` and residual `Add`s).
-
-Channels are tracked as *elements*, in the spirit of Torch-Pruning's
-dependency graph (Fang et al., CVPR 2023): one per channel of a producing
-layer's output, merged where an `Add` sums channels (those are removed
-together) and mapped through `Flatten` and `Concatenate` to the rows of the
-layers that read them. An element is removable when
-
-* all the weights reading it are zero (its outgoing weights are pruned), or
-* all the weights making it are zero, so that it is a constant (`act(bias)`
-  through BatchNorm and pooling): the constant is folded into the bias of
-  each Dense layer, or `"valid"` convolution, that reads it, which is exact.
-  Not through a `"same"` convolution, whose zero padding makes the border
-  differ, nor when an `Add` sums it with another layer's channel.
-
-Removing units can leave others dead, so this repeats until nothing changes.
-Whatever it cannot follow (a layer it does not know, `LayerNormalization`,
-attention, the model's outputs) pins the channels it touches: they stay,
-and the report says which layers were left as they were and why.
+slow as the dense network. `shrink` builds a smaller plain Keras model without
+the units (Dense units, filters, embedding features, attention heads) that can
+no longer change the outputs, and without the matching slices of the layers
+around them. Channels are tracked as *elements*, as in Torch-Pruning's
+dependency graph (Fang et al., CVPR 2023): one per channel a layer makes,
+merged where an `Add` sums channels (removed together), followed through
+activations, pooling, BatchNorm, depthwise convolutions, `Flatten` and
+`Concatenate` to the kernel rows that read them. An element is removable when
+all the weights reading it are zero, or when all the weights making it are:
+a constant, folded exactly into the bias of each Dense, attention or `"valid"`
+convolution layer reading it (not through zero padding, nor when an `Add`
+sums it with another channel). An attention head goes when its output
+projection is zero, or its value projection (its value bias is folded). This
+repeats until nothing changes. What it cannot follow (an unknown layer,
+`LayerNormalization`, the model's outputs) pins the channels it touches, and
+the report names those layers.
 """
 
 import dataclasses
@@ -50,32 +42,14 @@ _PRODUCERS = {
     keras.layers.Embedding: "output_dim",
 }
 # Layers whose output channel i depends only on input channel i.
-_CHANNELWISE = (
-    keras.layers.Activation,
-    keras.layers.ReLU,
-    keras.layers.LeakyReLU,
-    keras.layers.ELU,
-    keras.layers.Softmax,
-    keras.layers.Dropout,
-    keras.layers.SpatialDropout1D,
-    keras.layers.SpatialDropout2D,
-    keras.layers.GaussianNoise,
-    keras.layers.MaxPooling1D,
-    keras.layers.MaxPooling2D,
-    keras.layers.MaxPooling3D,
-    keras.layers.AveragePooling1D,
-    keras.layers.AveragePooling2D,
-    keras.layers.AveragePooling3D,
-    keras.layers.GlobalAveragePooling1D,
-    keras.layers.GlobalAveragePooling2D,
-    keras.layers.GlobalAveragePooling3D,
-    keras.layers.GlobalMaxPooling1D,
-    keras.layers.GlobalMaxPooling2D,
-    keras.layers.GlobalMaxPooling3D,
-    keras.layers.ZeroPadding1D,
-    keras.layers.ZeroPadding2D,
-    keras.layers.UpSampling1D,
-    keras.layers.UpSampling2D,
+_CHANNELWISE = tuple(
+    getattr(keras.layers, name)
+    for name in """Activation ReLU LeakyReLU ELU Dropout SpatialDropout1D
+    SpatialDropout2D GaussianNoise MaxPooling1D MaxPooling2D MaxPooling3D
+    AveragePooling1D AveragePooling2D AveragePooling3D GlobalAveragePooling1D
+    GlobalAveragePooling2D GlobalAveragePooling3D GlobalMaxPooling1D
+    GlobalMaxPooling2D GlobalMaxPooling3D ZeroPadding1D ZeroPadding2D
+    UpSampling1D UpSampling2D""".split()
 )
 _MERGES = (
     keras.layers.Add,
@@ -167,7 +141,8 @@ def shrink(model, *, return_report=False):
     folded = 0
     while True:
         folded += graph.fold_constants()
-        if not graph.remove_dead():
+        heads = graph.remove_heads()
+        if not graph.remove_dead() and not heads:
             break
     small = graph.rebuild()
     report = ShrinkReport(
@@ -205,7 +180,13 @@ class _Graph:
         self.pinned = set()  # Element roots that must stay.
         self.producers = {}  # layer name -> [element per output channel]
         self.modifiers = {}  # layer name -> [element per channel] (BN, depthwise)
-        self.consumers = {}  # layer name -> [element per kernel input row]
+        # Consumer key -> [element per kernel input row]. The key is a layer's
+        # name (its kernel is weight 0), or `(name, index)` for attention's
+        # query, key and value kernels, whose rows are their first axis.
+        self.consumers = {}
+        self.reads = {}  # Consumer key -> the KerasTensor it reads.
+        self.attention = {}  # Attention layer name -> {weight name: index}
+        self.removed_heads = {}  # Attention layer name -> set of heads
         self.pinned_layers = {}
         self.removed = set()  # Element roots removed.
         self._trace()
@@ -272,12 +253,20 @@ class _Graph:
 
     def _layer(self, layer, inputs, node, output):
         kind = type(layer)
+        if not _elementwise(getattr(layer, "activation", None)):
+            reason = "its activation mixes channels"
+            for x in inputs:
+                self._pin(x, layer, reason)
+            return self._new(_channels(output), pinned=True)
         if kind in _PRODUCERS and _channels_last(layer):
             if kind is not keras.layers.Embedding:
                 self.consumers[layer.name] = inputs[0]
+                self.reads[layer.name] = node.input_tensors[0]
             out = self._new(_channels(output))
             self.producers[layer.name] = out
             return out
+        if kind is keras.layers.MultiHeadAttention and len(inputs) in (2, 3):
+            return self._attention(layer, inputs, node, output)
         if kind is keras.layers.BatchNormalization and layer.axis in (
             -1,
             len(output.shape) - 1,
@@ -309,26 +298,94 @@ class _Graph:
             self._pin(x, layer, reason)
         return self._new(_channels(output), pinned=True)
 
+    def _attention(self, layer, inputs, node, output):
+        """Attention reads its inputs through three kernels, makes channels
+        with a fourth, and has heads (see `remove_heads`)."""
+        index = {
+            "/".join(w.path.split("/")[-2:]): i for i, w in enumerate(layer.weights)
+        }
+        names = ("query/kernel", "value/kernel", "key/kernel")
+        # Called as (query, value) or (query, value, key): key defaults to value.
+        reads = [*zip(names, node.input_tensors, inputs)]
+        if len(inputs) == 2:
+            reads.append(("key/kernel", node.input_tensors[1], inputs[1]))
+        for weight, tensor, elements in reads:
+            self.consumers[layer.name, index[weight]] = elements
+            self.reads[layer.name, index[weight]] = tensor
+        self.attention[layer.name] = index
+        self.removed_heads[layer.name] = set()
+        out = self._new(_channels(output))
+        self.producers[layer.name] = out
+        return out
+
     # --- Deciding -------------------------------------------------------------
 
-    def _rows(self, name):
-        """Kernel input rows of consumer `name`, as `[(row, element root)]`."""
-        return [(i, self.find(e)) for i, e in enumerate(self.consumers[name])]
+    def _rows(self, key):
+        """Kernel input rows of consumer `key`, as `[(row, element root)]`."""
+        return [(i, self.find(e)) for i, e in enumerate(self.consumers[key])]
+
+    def _consumer(self, key):
+        """`(layer name, kernel, row axis, bias or None)` of consumer `key`."""
+        if isinstance(key, tuple):
+            name, index = key
+            layer = self.model.get_layer(name)
+            bias = self.weights[name][index + 1] if layer.use_bias else None
+            return name, self.weights[name][index], 0, bias
+        layer = self.model.get_layer(key)
+        bias = self.weights[key][1] if self._has_bias(layer) else None
+        return key, self.weights[key][0], -2, bias
 
     def _kernel(self, name):
+        """The kernel whose last axis makes producer `name`'s channels."""
+        if name in self.attention:
+            return self.weights[name][self.attention[name]["attention_output/kernel"]]
         return self.weights[name][0]
 
     def _outgoing_zero(self):
         """Element roots all of whose reading weights are zero."""
         alive = set()
-        for name in self.consumers:
-            kernel = self._kernel(name)
-            for row, root in self._rows(name):
+        for key in self.consumers:
+            _, kernel, axis, _ = self._consumer(key)
+            for row, root in self._rows(key):
                 if root in self.removed:
                     continue
-                if np.any(np.take(kernel, row, axis=-2)):
+                if np.any(np.take(kernel, row, axis=axis)):
                     alive.add(root)
         return alive
+
+    def remove_heads(self):
+        """Removes attention heads that cannot change the outputs.
+
+        A head is removable when its output projection is pruned, or when its
+        value projection is: then it outputs its value bias whatever the
+        attention weights (they sum to 1), a constant folded into the output
+        bias. Returns how many heads were removed.
+        """
+        count = 0
+        for name, index in self.attention.items():
+            weights = self.weights[name]
+            value = weights[index["value/kernel"]]
+            out = weights[index["attention_output/kernel"]]
+            heads = value.shape[1]
+            removed = self.removed_heads[name]
+            for head in range(heads):
+                if head in removed or len(removed) == heads - 1:
+                    continue
+                if np.any(out[head]) and np.any(value[:, head]):
+                    continue
+                if np.any(out[head]) and "value/bias" in index:
+                    bias = weights[index["attention_output/bias"]]
+                    bias += np.einsum(
+                        "d,do->o", weights[index["value/bias"]][head], out[head]
+                    )
+                for weight in ("query", "key", "value"):
+                    weights[index[f"{weight}/kernel"]][:, head] = 0
+                    if f"{weight}/bias" in index:
+                        weights[index[f"{weight}/bias"]][head] = 0
+                out[head] = 0
+                removed.add(head)
+                count += 1
+        return count
 
     def remove_dead(self):
         """Removes every removable element; returns whether any was."""
@@ -352,13 +409,11 @@ class _Graph:
             for channel, e in enumerate(out):
                 if self.find(e) in dead:
                     kernel[..., channel] = 0
-        for name in self.consumers:
-            kernel = self._kernel(name)
-            for row, root in self._rows(name):
+        for key in self.consumers:
+            _, kernel, axis, _ = self._consumer(key)
+            for row, root in self._rows(key):
                 if root in dead:
-                    index = [slice(None)] * kernel.ndim
-                    index[-2] = row
-                    kernel[tuple(index)] = 0
+                    _zero(kernel, row, axis)
         return True
 
     def fold_constants(self):
@@ -372,7 +427,7 @@ class _Graph:
                 root = self.find(e)
                 if root in self.removed or root in self.pinned:
                     continue
-                if np.any(np.take(kernel, channel, axis=-1)):
+                if name in self.attention or np.any(np.take(kernel, channel, axis=-1)):
                     continue
                 if (
                     sum(
@@ -385,45 +440,43 @@ class _Graph:
         if not constant:
             return 0
         readers = [
-            name
-            for name in self.consumers
-            if any(root in constant for _, root in self._rows(name))
+            key
+            for key in self.consumers
+            if any(root in constant for _, root in self._rows(key))
         ]
         values = self._probe(readers)
         folded = set(constant)
-        for name in readers:  # A unit folds only if every reader can take it.
+        for key in readers:  # A unit folds only if every reader can take it.
+            name, _, _, bias = self._consumer(key)
             layer = self.model.get_layer(name)
             foldable = (
-                self._has_bias(layer) and getattr(layer, "padding", "valid") == "valid"
+                bias is not None and getattr(layer, "padding", "valid") == "valid"
             )
-            for row, root in self._rows(name):
-                if root in folded and (not foldable or values[name][row] is None):
+            for row, root in self._rows(key):
+                if root in folded and (not foldable or values[key][row] is None):
                     folded.discard(root)
-        for name in readers:
-            kernel, bias = self._kernel(name), self.weights[name][1]
-            for row, root in self._rows(name):
+        for key in readers:
+            _, kernel, axis, bias = self._consumer(key)
+            for row, root in self._rows(key):
                 if root in folded:
-                    weights = np.take(kernel, row, axis=-2)
-                    spatial = tuple(range(weights.ndim - 1))
-                    bias += values[name][row] * weights.sum(axis=spatial)
-                    index = [slice(None)] * kernel.ndim
-                    index[-2] = row
-                    kernel[tuple(index)] = 0
+                    weights = np.take(kernel, row, axis=axis)
+                    spatial = tuple(range(weights.ndim - bias.ndim))
+                    bias += values[key][row] * weights.sum(axis=spatial)
+                    _zero(kernel, row, axis)
         return len(folded)
 
     def _has_bias(self, layer):
         return getattr(layer, "use_bias", False) and len(self.weights[layer.name]) >= 2
 
-    def _probe(self, names):
-        """`{name: [constant value or None per input row]}` of those layers.
+    def _probe(self, keys):
+        """`{key: [constant value or None per input row]}` of those consumers.
 
         The inputs each layer reads, computed on two random samples with the
         current weights: a row holds a constant when it is the same for both
         samples and at every position.
         """
-        layers = [self.model.get_layer(name) for name in names]
         probe = keras.Model(
-            _structure(self.model.inputs), [layer.input for layer in layers]
+            _structure(self.model.inputs), [self.reads[key] for key in keys]
         )
         for layer in self.model.layers:  # The current, partly folded weights.
             originals = layer.weights
@@ -441,7 +494,7 @@ class _Graph:
         outputs = probe(samples if len(samples) > 1 else samples[0], training=False)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         found = {}
-        for name, output in zip(names, outputs, strict=True):
+        for name, output in zip(keys, outputs, strict=True):
             array = ops.convert_to_numpy(output)
             rows = array.reshape(-1, array.shape[-1])
             spread = np.ptp(rows, axis=0)
@@ -458,10 +511,14 @@ class _Graph:
         return [i for i, e in enumerate(elements) if self.find(e) not in self.removed]
 
     def unit_counts(self):
-        return {
+        counts = {
             name: (len(out), len(self._kept(out)))
             for name, out in self.producers.items()
         }
+        for name, index in self.attention.items():
+            heads = self.weights[name][index["value/kernel"]].shape[1]
+            counts[f"{name} heads"] = (heads, heads - len(self.removed_heads[name]))
+        return counts
 
     def rebuild(self):
         new_weights = {}
@@ -469,6 +526,10 @@ class _Graph:
         def clone(layer):
             config = layer.get_config()
             arrays = [a.copy() for a in self.weights[layer.name]]
+            if layer.name in self.attention:
+                arrays, config = self._sliced_attention(layer, arrays, config)
+                new_weights[layer.name] = arrays
+                return layer.__class__.from_config(config)
             if layer.name in self.consumers:
                 keep = self._kept(self.consumers[layer.name])
                 arrays[0] = np.take(
@@ -495,6 +556,42 @@ class _Graph:
             if layer.name in new_weights and layer.weights:
                 layer.set_weights(new_weights[layer.name])
         return small
+
+    def _sliced_attention(self, layer, arrays, config):
+        index = self.attention[layer.name]
+        heads = [
+            h
+            for h in range(arrays[index["value/kernel"]].shape[1])
+            if h not in self.removed_heads[layer.name]
+        ]
+        out = self._kept(self.producers[layer.name])
+        for weight in ("query", "key", "value"):
+            i = index[f"{weight}/kernel"]
+            rows = self._kept(self.consumers[layer.name, i])
+            arrays[i] = arrays[i][rows][:, heads]
+            if f"{weight}/bias" in index:
+                arrays[i + 1] = arrays[i + 1][heads]
+        i = index["attention_output/kernel"]
+        arrays[i] = arrays[i][heads][..., out]
+        if "attention_output/bias" in index:
+            arrays[i + 1] = arrays[i + 1][out]
+        config["num_heads"] = len(heads)
+        # Explicit: by default it follows the query's width, which may shrink.
+        config["output_shape"] = len(out)
+        return arrays, config
+
+
+def _elementwise(activation):
+    """Whether an activation acts on each channel alone (softmax does not)."""
+    name = getattr(activation, "__name__", str(activation))
+    return "softmax" not in name
+
+
+def _zero(array, index, axis):
+    """Sets `array`'s slice `index` along `axis` to 0, in place."""
+    where = [slice(None)] * array.ndim
+    where[axis] = index
+    array[tuple(where)] = 0
 
 
 def _structure(tensors):

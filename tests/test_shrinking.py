@@ -68,7 +68,7 @@ def reference_live_units(masks, widths):
     return [int(x.sum()) for x in live], emptied
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     widths=st.lists(st.integers(2, 12), min_size=3, max_size=5),
     keep=st.floats(0.05, 0.6),
@@ -154,25 +154,70 @@ def test_residual_concatenate_batchnorm_depthwise_and_flatten_keep_outputs():
     assert small.count_params() == report.params_after < report.params_before
 
 
+def attention_model():
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((5, 8))
+    x = keras.layers.Dense(8, name="proj")(tokens)
+    x = keras.layers.MultiHeadAttention(
+        3, 4, name="mha", bias_initializer="random_normal"
+    )(x, x)
+    x = keras.layers.Dense(6, activation="relu", name="ff")(x)
+    return keras_lth.mask_model(
+        keras.Model(tokens, keras.layers.Dense(2, name="out")(x))
+    )
+
+
+def test_attention_heads_and_channels_are_removed_exactly():
+    model = attention_model()
+    masks = keras_lth.get_masks(model)
+    masks["value/kernel"][:, 1] = 0  # Head 1 outputs its value bias: folded.
+    masks["attention_output/kernel"][2] = 0  # Head 2 reaches nothing.
+    masks["ff/kernel"][3] = 0  # Channel 3 of the attention output: unread.
+    masks["proj/kernel"][:, 0] = 0  # A constant, folded into q, k, v biases.
+    keras_lth.set_masks(model, masks)
+    small, report = shrink(model, return_report=True)
+    assert report.units == {"proj": (8, 7), "mha heads": (3, 1), "mha": (8, 7)}
+    assert small.get_layer("mha").num_heads == 1
+    x = np.random.default_rng(0).normal(size=(2, 5, 8)).astype("float32")
+    assert_same_outputs(model, small, x)
+
+
 def test_layers_it_cannot_follow_are_left_as_they_were_and_reported():
     keras.utils.set_random_seed(0)
     tokens = keras.Input((5, 8))
     x = keras.layers.Dense(8, name="proj")(tokens)
-    x = keras.layers.MultiHeadAttention(2, 4, name="mha")(x, x)
     x = keras.layers.LayerNormalization(name="norm")(x)
+    x = keras.layers.Reshape((8, 5), name="turn")(x)
     x = keras.layers.Dense(6, activation="relu", name="ff")(x)
     model = keras_lth.mask_model(
         keras.Model(tokens, keras.layers.Dense(2, name="out")(x))
     )
     masks = keras_lth.get_masks(model)
     masks["out/kernel"][3] = 0  # Unit 3 of "ff" is read by nothing.
-    masks["proj/kernel"][:, 0] = 0  # Read by attention: stays.
+    masks["proj/kernel"][:, 0] = 0  # Normalized with the others: stays.
     keras_lth.set_masks(model, masks)
-    with pytest.warns(UserWarning, match="left these layers.*'mha'.*'norm'"):
+    with pytest.warns(UserWarning, match="left these layers.*'norm'.*'turn'"):
         small, report = shrink(model, return_report=True)
     assert report.units == {"ff": (6, 5)}
-    assert set(report.unshrunk) == {"mha", "norm"}
+    assert set(report.unshrunk) == {"norm", "turn"}
     x = np.random.default_rng(0).normal(size=(2, 5, 8)).astype("float32")
+    assert_same_outputs(model, small, x)
+
+
+def test_a_softmax_layer_keeps_its_units():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(5, activation="softmax", name="soft")(inputs)
+    model = keras_lth.mask_model(
+        keras.Model(inputs, keras.layers.Dense(2, name="out")(hidden))
+    )
+    masks = keras_lth.get_masks(model)
+    masks["out/kernel"][0] = 0  # Unread, but the softmax normalizes over it.
+    keras_lth.set_masks(model, masks)
+    with pytest.warns(UserWarning, match="'soft' \\(its activation mixes"):
+        small, report = shrink(model, return_report=True)
+    assert report.units == {}
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
     assert_same_outputs(model, small, x)
 
 
