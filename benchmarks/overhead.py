@@ -26,8 +26,10 @@ What it measures
     defines no batch hook, so what remains of that row is what training
     under the callback costs per step.
 
-Models (batch 60, the paper's setting; loss sparse categorical
-cross-entropy from logits, accuracy metric)
+Models (loss sparse categorical cross-entropy from logits, accuracy metric;
+built in `_overhead_models.py`). By default `lenet` and `conv4` are timed,
+at batch 60, the paper's setting; `--models transformer,lstm` (or `all`)
+times the sequence models, at batch 32.
     * `lenet`: LeNet-300-100 on MNIST shapes. Input (784,), Dense 300 relu,
       Dense 100 relu, Dense 10. Adam 1.2e-3.
     * `conv4`: Conv-4 of Frankle & Carbin (2019) with the paper's widths on
@@ -38,9 +40,25 @@ cross-entropy from logits, accuracy metric)
       shrinks the convolutions' work and the first Dense kernel alike, but
       not the convolution kernels, so the masking overhead measured here is
       slightly larger than at 32x32.
+    * `transformer`: one Transformer encoder block, Functional. Token ids
+      (64,); Embedding 1000 x 128; MultiHeadAttention (4 heads, key_dim 32)
+      of the sequence on itself; Add the input, LayerNormalization; Dense
+      256 relu, Dense 128; Add, LayerNormalization; GlobalAveragePooling1D;
+      Dense 10. Adam 1e-3. Masked: the Embedding, the attention's four
+      EinsumDense projections and the three Dense layers.
+    * `lstm`: token ids (64,); Embedding 1000 x 64; Bidirectional(LSTM 64,
+      return_sequences); GRU 64; Dense 10. Adam 1e-3. Masked: the
+      Embedding, each recurrent cell's `kernel` and `recurrent_kernel`, the
+      Dense. A masked LSTM or GRU always steps through its cell in Keras's
+      generic RNN loop (`use_cudnn=False`), whereas the plain one takes the
+      backend's fused `lstm`/`gru` where there is one: on PyTorch on CPU,
+      Keras's own loop with the input projection of all steps done at once,
+      so there the `lstm` rows time that difference of path as well as the
+      masking. TensorFlow and JAX on CPU have no fused path.
 
-    The data are uniform random arrays of the right shapes (labels random in
-    0-9): the values do not change the time of a dense step.
+    The data are uniform random arrays of the right shapes (token ids
+    uniform in the vocabulary, labels random in 0-9): the values do not
+    change the time of a dense step.
 
     `--optimizer sgd` trains every model with SGD (momentum 0.9) instead, at
     the same learning rates.
@@ -92,6 +110,8 @@ Reproduce (from the repository root):
     python benchmarks/overhead.py --check         # exit 1 above the target
     python benchmarks/overhead.py --backend all   # each in turn, about 7 minutes
     python benchmarks/overhead.py --optimizer sgd # SGD with momentum, not Adam
+    python benchmarks/overhead.py --models transformer,lstm
+        # 3-3.5 minutes on TensorFlow or JAX, 9 on PyTorch (2 busy cores)
 
 The exit code is 0 whatever the figures, unless `--check` is given.
 """
@@ -104,12 +124,20 @@ import os
 import platform
 import statistics
 import sys
-import time
+
+from _overhead_models import MODELS
+from _overhead_models import OPTIMIZERS
+from _overhead_models import compile_model
+from _overhead_models import prune_half
+from _overhead_models import stopwatch_class
+from _overhead_models import torch_sqrt_note
+from _overhead_models import training_data
 
 DEFAULT_TARGET = 1.05
 DEFAULT_REPEATS = 40
 QUICK_REPEATS = 3
-BATCH_SIZE = 60
+#: What `--models` times by default; `--models all` times every model.
+DEFAULT_MODELS = ("lenet", "conv4")
 
 #: Backends this benchmark runs on, and the package each one needs.
 SUPPORTED_BACKENDS = ("tensorflow", "jax", "torch")
@@ -121,67 +149,6 @@ BACKEND_PACKAGES = {
     "openvino": "openvino",
 }
 
-
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    """One architecture to time: how to build it and how long to time it."""
-
-    name: str
-    input_shape: tuple
-    learning_rate: float
-    steps: int  # Steps per timed `fit` by default.
-    quick_steps: int  # Steps per timed `fit` with `--quick`.
-    build: object  # `keras -> keras.Model`, the plain model.
-
-
-def _build_lenet(keras):
-    layers = keras.layers
-    return keras.Sequential(
-        [
-            keras.Input((784,)),
-            layers.Dense(300, activation="relu"),
-            layers.Dense(100, activation="relu"),
-            layers.Dense(10),
-        ],
-        name="lenet_300_100",
-    )
-
-
-def _build_conv4(keras):
-    layers = keras.layers
-    return keras.Sequential(
-        [
-            keras.Input((16, 16, 3)),
-            layers.Conv2D(64, 3, padding="same", activation="relu"),
-            layers.Conv2D(64, 3, padding="same", activation="relu"),
-            layers.MaxPooling2D(2),
-            layers.Conv2D(128, 3, padding="same", activation="relu"),
-            layers.Conv2D(128, 3, padding="same", activation="relu"),
-            layers.MaxPooling2D(2),
-            layers.Flatten(),
-            layers.Dense(256, activation="relu"),
-            layers.Dense(256, activation="relu"),
-            layers.Dense(10),
-        ],
-        name="conv4",
-    )
-
-
-MODELS = {
-    "lenet": ModelSpec("lenet", (784,), 1.2e-3, 100, 5, _build_lenet),
-    "conv4": ModelSpec("conv4", (16, 16, 3), 3e-4, 5, 1, _build_conv4),
-}
-
-#: Optimizers `--optimizer` offers: name -> (what the notes call it, factory
-#: `(keras, learning_rate) -> optimizer`). Each model's learning rate is used
-#: for either; it does not change the time of a step.
-OPTIMIZERS = {
-    "adam": ("Adam", lambda keras, rate: keras.optimizers.Adam(rate)),
-    "sgd": (
-        "SGD with momentum 0.9",
-        lambda keras, rate: keras.optimizers.SGD(rate, momentum=0.9),
-    ),
-}
 
 # The variants timed against `plain`, in table order: (key, table label).
 VARIANTS = (
@@ -215,8 +182,9 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--models",
-        default=",".join(MODELS),
-        help=f"Comma-separated models to time, from {list(MODELS)}. Default: all.",
+        default=",".join(DEFAULT_MODELS),
+        help=f"Comma-separated models to time, from {list(MODELS)}, or 'all'. "
+        f"Default: {','.join(DEFAULT_MODELS)}.",
     )
     parser.add_argument(
         "--repeats",
@@ -273,10 +241,13 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
 
     names = [name.strip() for name in args.models.split(",") if name.strip()]
+    if names == ["all"]:
+        names = list(MODELS)
     unknown = [name for name in names if name not in MODELS]
     if unknown or not names:
         parser.error(
-            f"--models expects a comma-separated list from {list(MODELS)}. "
+            f"--models expects 'all' or a comma-separated list from "
+            f"{list(MODELS)}. "
             f"Received: {args.models!r}"
         )
     args.models = names
@@ -349,109 +320,6 @@ def select_backend(requested):
 # ----------------------------------------------------------- measuring
 
 
-def _training_data(spec, steps, seed):
-    """Random inputs and labels for `steps` batches, as `fit` arguments."""
-    import keras
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    x = rng.random((steps * BATCH_SIZE, *spec.input_shape), dtype=np.float32)
-    y = rng.integers(0, 10, size=steps * BATCH_SIZE).astype("int32")
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        dataset = tf.data.Dataset.from_tensor_slices((x, y))
-        dataset = dataset.batch(BATCH_SIZE, drop_remainder=True).cache().repeat()
-        return {"x": dataset, "steps_per_epoch": steps}
-    return {"x": x, "y": y, "batch_size": BATCH_SIZE}
-
-
-def _prune_half(model):
-    """Prunes 50% of every prunable tensor of `model` by magnitude."""
-    import keras
-
-    import keras_lth
-
-    masks = keras_lth.get_masks(model)
-    weights = {}
-    for key in masks:
-        layer_name, weight_name = key.split("/")
-        variable = model.get_layer(layer_name).prunable_variable(weight_name)
-        weights[key] = keras.ops.convert_to_numpy(variable)
-    keras_lth.set_masks(model, keras_lth.prune(weights, masks, 0.5))
-    return keras_lth.sparsity(model)["global"]
-
-
-def _compile(model, learning_rate, optimizer):
-    import keras
-
-    _, make_optimizer = OPTIMIZERS[optimizer]
-    model.compile(
-        optimizer=make_optimizer(keras, learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-
-
-def _stopwatch(keras):
-    """Returns a callback that times the training loop of each `fit`.
-
-    It brackets `on_train_begin` to `on_train_end`, so `fit`'s set-up (data
-    adapter, iterator, callback list) stays out, and runs the callbacks it
-    wraps (the `LotteryTicket`) itself, timing their hooks apart. It defines
-    no batch hook, so Keras dispatches batches as it would without it.
-    """
-
-    class Stopwatch(keras.callbacks.Callback):
-        def __init__(self, wrapped=()):
-            super().__init__()
-            self.wrapped = list(wrapped)
-            default = keras.callbacks.Callback.on_train_batch_end
-            for callback in self.wrapped:
-                hook = getattr(callback.on_train_batch_end, "__func__", None)
-                if hook is not default:
-                    raise ValueError(
-                        "The stopwatch forwards per-epoch hooks only. Expected "
-                        "callbacks without `on_train_batch_end`. Received: "
-                        f"{callback!r}"
-                    )
-
-        def set_model(self, model):
-            super().set_model(model)
-            for callback in self.wrapped:
-                callback.set_model(model)
-
-        def set_params(self, params):
-            super().set_params(params)
-            for callback in self.wrapped:
-                callback.set_params(params)
-
-        def _run_wrapped(self, hook, *args):
-            wall, cpu = time.perf_counter(), time.process_time()
-            for callback in self.wrapped:
-                getattr(callback, hook)(*args)
-            self.hook_wall += time.perf_counter() - wall
-            self.hook_cpu += time.process_time() - cpu
-
-        def on_train_begin(self, logs=None):
-            self.hook_wall = self.hook_cpu = 0.0
-            self.start_wall, self.start_cpu = time.perf_counter(), time.process_time()
-            self._run_wrapped("on_train_begin", logs)
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._run_wrapped("on_epoch_begin", epoch, logs)
-
-        def on_epoch_end(self, epoch, logs=None):
-            self._run_wrapped("on_epoch_end", epoch, logs)
-
-        def on_train_end(self, logs=None):
-            self._run_wrapped("on_train_end", logs)
-            self.wall = time.perf_counter() - self.start_wall
-            self.cpu = time.process_time() - self.start_cpu
-
-    return Stopwatch
-
-
 def measure(spec, *, repeats, steps, seed, optimizer="adam"):
     """Times `plain`, `masked` and `masked_sparse`, interleaved."""
     import keras
@@ -466,21 +334,21 @@ def measure(spec, *, repeats, steps, seed, optimizer="adam"):
         "masked": keras_lth.mask_model(plain),
         "masked_sparse": keras_lth.mask_model(plain),
     }
-    sparsity = _prune_half(models["masked_sparse"])
+    sparsity = prune_half(models["masked_sparse"])
     if abs(sparsity - 0.5) > 0.01:
         raise RuntimeError(f"Expected 50% sparsity, got {sparsity:.3f}.")
     for model in models.values():
-        _compile(model, spec.learning_rate, optimizer)
+        compile_model(model, spec.learning_rate, optimizer)
     ticket = keras_lth.LotteryTicket(
         rounds=1, epochs_per_round=1, monitor="loss", seed=seed, verbose=0
     )
-    stopwatch = _stopwatch(keras)
+    stopwatch = stopwatch_class(keras)
     stopwatches = {
         "plain": stopwatch(),
         "masked": stopwatch(),
         "masked_sparse": stopwatch([ticket]),
     }
-    data = _training_data(spec, steps, seed)
+    data = training_data(spec, steps, seed)
 
     def timed_fit(name):
         gc.collect()
@@ -521,8 +389,9 @@ def _quartiles(values):
 
 def format_table(results, target):
     """Returns the results as a fixed-width text table."""
+    width = max([7] + [len(result.model) for result in results])
     header = (
-        f"{'model':<7} {'masks':<20} {'plain ms/step':>13} "
+        f"{'model':<{width}} {'masks':<20} {'plain ms/step':>13} "
         f"{'masked ms/step':>14} {'median ratio':>12} {'ratio IQR':>13} "
         f"{'cpu ratio':>9}  target <= {target:.2f}x"
     )
@@ -537,7 +406,7 @@ def format_table(results, target):
             cpu_ratio = statistics.median(result.ratios(variant, "cpu"))
             verdict = "PASS" if ratio <= target else "FAIL"
             lines.append(
-                f"{result.model:<7} {label:<20} {plain_ms:>13.2f} "
+                f"{result.model:<{width}} {label:<20} {plain_ms:>13.2f} "
                 f"{masked_ms:>14.2f} {ratio:>11.3f}x {q1:>6.3f}-{q3:.3f}x "
                 f"{cpu_ratio:>8.3f}x  {verdict}"
             )
@@ -561,33 +430,6 @@ def format_notes(results):
             "on a 1,000-step epoch."
         )
     return "\n".join(lines)
-
-
-def torch_sqrt_note(size=266_200, repeats=200):
-    """Times PyTorch's `sqrt` on exact zeros against ones, as a note.
-
-    Adam's second moment is exactly zero wherever the gradient always was:
-    at every pruned weight. Keras's Adam on PyTorch takes its square root on
-    every step, and PyTorch's CPU `sqrt` is much slower on exact zeros, so
-    the 50% rows pay for it whatever the masking costs. `size` defaults to
-    LeNet-300-100's kernel entries.
-    """
-    import torch
-
-    values = {"zeros": torch.zeros(size), "ones": torch.ones(size)}
-    times = {name: [] for name in values}
-    for _ in range(repeats):
-        for name, tensor in values.items():
-            start = time.perf_counter()
-            torch.sqrt(tensor)
-            times[name].append(time.perf_counter() - start)
-    zeros, ones = (statistics.median(times[name]) * 1e6 for name in values)
-    return (
-        f"PyTorch sqrt of {size:,} float32 (median of {repeats}): zeros "
-        f"{zeros:.0f} us, ones {ones:.0f} us ({zeros / ones:.1f}x). Adam takes "
-        "it of its second moment on every step, which is exactly zero at "
-        "pruned weights. `--optimizer sgd` takes no square root."
-    )
 
 
 def _environment(backend):
@@ -676,8 +518,9 @@ def run_all_backends(argv, args):
             with open(result_file) as f:
                 summary[backend] = json.load(f)
 
+    width = max([7] + [len(model) for models in summary.values() for model in models])
     header = (
-        f"{'backend':<10} {'model':<7} {'masks':<20} {'plain ms/step':>13} "
+        f"{'backend':<10} {'model':<{width}} {'masks':<20} {'plain ms/step':>13} "
         f"{'median ratio':>12}  target <= {args.target:.2f}x"
     )
     print(
@@ -695,7 +538,7 @@ def run_all_backends(argv, args):
                 if ratio > args.target:
                     above.append(f"{backend} {model} ({label})")
                 print(
-                    f"{backend:<10} {model:<7} {label:<20} "
+                    f"{backend:<10} {model:<{width}} {label:<20} "
                     f"{medians['plain_ms']:>13.2f} {ratio:>11.3f}x  {verdict}"
                 )
     if failed_runs:
@@ -723,7 +566,7 @@ def main(argv=None):
         steps = args.steps or (spec.quick_steps if args.quick else spec.steps)
         print(
             f"Timing {name}: {args.repeats} interleaved repetitions of a "
-            f"{steps}-step fit, batch {BATCH_SIZE}...",
+            f"{steps}-step fit, batch {spec.batch_size}...",
             flush=True,
         )
         results.append(
