@@ -53,7 +53,6 @@ _HOLDERS = (
 # Set on a layer masked in place: the class it had, which `strip_masks`
 # gives back.
 _ORIGINAL_CLASS = "_keras_lth_original_class"
-_ORIGINAL_CUDNN = "_keras_lth_original_use_cudnn"
 
 
 def mask_model(model, *, layers=None, in_place=False):
@@ -153,20 +152,19 @@ def _mask_copy(model, select):
 
 
 def _mask_in_place(model, select):
-    # Each layer holding kernels is masked itself, containers (attention,
-    # RNN layers) not: their sublayers are in the tree.
+    # Each layer holding kernels is masked itself, and a container (attention,
+    # an RNN layer) only gets its class: its sublayers are in the tree.
     for _, layer, chain in list(layer_tree(model)):
         if isinstance(layer, (MaskedLayer, MaskedContainer)):
             continue
         if not any(map(select, chain)):
             continue
-        if getattr(layer, "use_cudnn", False) in ("auto", True):
-            # A fused kernel (cuDNN, PyTorch's LSTM) would read the cell's kernels
-            # unmasked.
-            object.__setattr__(layer, _ORIGINAL_CUDNN, layer.use_cudnn)
-            layer.use_cudnn = False
         cls = MASKED_TWINS.get(type(layer))
-        if cls is None or issubclass(cls, MaskedContainer):
+        if cls is not None and issubclass(cls, MaskedContainer):
+            object.__setattr__(layer, _ORIGINAL_CLASS, type(layer))
+            layer.__class__ = cls
+            continue
+        if cls is None:
             names = bindable_weight_names(layer)
             if not names:
                 continue
@@ -248,8 +246,6 @@ def _strip_in_place(model):
         original = layer.__dict__.pop(_ORIGINAL_CLASS, None)
         if original is not None:
             _unmask(layer, original)
-        if _ORIGINAL_CUDNN in layer.__dict__:
-            layer.use_cudnn = layer.__dict__.pop(_ORIGINAL_CUDNN)
     return model
 
 
@@ -266,6 +262,8 @@ def _unmask(layer, original):
             layer._tracker.lock()
         layer.__dict__.pop("_keras_lth_bound", None)
     layer.__dict__.pop("build", None)  # `become_masked`'s, if any.
+    if "_keras_lth_use_cudnn" in layer.__dict__:  # A masked RNN's setting.
+        layer.__dict__["use_cudnn"] = layer.__dict__.pop("_keras_lth_use_cudnn")
     layer.__class__ = original
 
 

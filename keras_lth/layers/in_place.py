@@ -37,6 +37,9 @@ class BoundMaskedLayer(MaskedLayer):
         value instead: the stored weight, its gradient times the mask. The
         variables are put back on exit, whatever happens.
         """
+        if self.__dict__.get("_keras_lth_bound_now"):
+            yield  # Bound already, by the RNN layer around this cell.
+            return
         bound = self.__dict__.get("_keras_lth_bound")
         if bound is None:
             bound = _bound_attributes(self, self.prunable_weight_names)
@@ -49,8 +52,10 @@ class BoundMaskedLayer(MaskedLayer):
                 saved[attribute] = variable
                 value = gradient_masked(variable, self.mask_variable(name))
                 object.__setattr__(self, attribute, value)
+            self.__dict__["_keras_lth_bound_now"] = True
             yield
         finally:
+            self.__dict__["_keras_lth_bound_now"] = False
             for attribute, variable in saved.items():
                 object.__setattr__(self, attribute, variable)
 

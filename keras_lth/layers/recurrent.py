@@ -67,19 +67,38 @@ class MaskedConvLSTMCell(_MaskedCell, ConvLSTMCell):
 class _MaskedRNN(MaskedContainer):
     """Takes exactly the arguments of the stock layer; its cell is masked.
 
-    It always steps through the cell (`use_cudnn=False`): `LSTM` and `GRU`
-    would otherwise hand their kernels to a fused kernel when the backend
-    has one (cuDNN, PyTorch's own LSTM), which reads them unmasked.
+    Its inner loop reads the cell's kernels masked, bound once per call (see
+    `BoundMaskedLayer.masked_weights_bound`), whether it steps through the
+    cell or hands the kernels to a fused kernel (cuDNN, PyTorch's). Only that
+    loop sees `use_cudnn`: to anything else, `Bidirectional`'s fused kernel
+    for both directions included, it reads False, as that kernel would take
+    the cells' kernels unmasked.
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.add_masks()  # The cell is not built: it is masked when it is.
 
-    def add_masks(self):
-        if hasattr(self, "use_cudnn"):
-            self.use_cudnn = False
-        super().add_masks()
+    @property
+    def use_cudnn(self):
+        if not self.__dict__.get("_keras_lth_looping"):
+            return False
+        # Set by the stock `__init__`, before or after the class became this.
+        return self.__dict__.get("_keras_lth_use_cudnn", self.__dict__.get("use_cudnn"))
+
+    @use_cudnn.setter
+    def use_cudnn(self, value):
+        self.__dict__["_keras_lth_use_cudnn"] = value
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        self.__dict__["_keras_lth_looping"] = True
+        try:
+            with self.cell.masked_weights_bound():
+                return super().inner_loop(
+                    sequences, initial_state, mask, training=training
+                )
+        finally:
+            self.__dict__["_keras_lth_looping"] = False
 
 
 @keras.saving.register_keras_serializable(package="keras_lth")
