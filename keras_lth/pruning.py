@@ -89,6 +89,7 @@ from keras_lth._checks import check_fraction
 from keras_lth._checks import check_known_keys
 
 __all__ = [
+    "lowest_across",
     "GLOBAL_STRATEGIES",
     "STRATEGIES",
     "block_text",
@@ -510,14 +511,21 @@ def _prune_together(weights, masks, rate, block, min_density, lamp):
         alive_total += alive.size
     if not masks:
         return {}
-    owners = np.repeat(np.arange(len(masks)), [c.size for c in candidates])
+    chosen = lowest_across(candidates, scores, _count(rate, alive_total))
+    return {key: units[key].drop(masks[key], chosen[i]) for i, key in enumerate(masks)}
+
+
+def lowest_across(candidates, scores, count):
+    """The `count` lowest `scores` of all tensors together, split per tensor.
+
+    `candidates[i]` holds tensor i's prunable indices and `scores[i]` their
+    scores; returns, per tensor, its indices among the `count` lowest (ties
+    in order). One rule for every global strategy, weights or units.
+    """
+    owners = np.repeat(np.arange(len(candidates)), [c.size for c in candidates])
     flat_index = np.concatenate(candidates)
-    count = min(_count(rate, alive_total), flat_index.size)
     pruned = np.argsort(np.concatenate(scores), kind="stable")[:count]
-    return {
-        key: units[key].drop(masks[key], flat_index[pruned[owners[pruned] == i]])
-        for i, key in enumerate(masks)
-    }
+    return [flat_index[pruned[owners[pruned] == i]] for i in range(len(candidates))]
 
 
 def prune_random(weights, masks, rate, *, seed=None, block=None):

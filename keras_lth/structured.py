@@ -335,14 +335,8 @@ def _prune_together(weights, masks, rate, axes, strategy, min_density):
         layout[key] = (units, rows)
     if not masks:
         return {}
-    owners = np.repeat(np.arange(len(masks)), [c.size for c in candidates])
-    flat_index = np.concatenate(candidates)
-    count = min(_count(rate, alive_total), flat_index.size)
-    pruned = np.argsort(np.concatenate(scores), kind="stable")[:count]
-    return {
-        key: _drop(*layout[key], flat_index[pruned[owners[pruned] == i]])
-        for i, key in enumerate(masks)
-    }
+    chosen = pruning.lowest_across(candidates, scores, _count(rate, alive_total))
+    return {key: _drop(*layout[key], chosen[i]) for i, key in enumerate(masks)}
 
 
 def _refill_dropped(key, weights, mask, units, alive, count):
