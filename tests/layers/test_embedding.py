@@ -3,10 +3,12 @@
 What every masked class promises (weights, masks, output, gradients, no
 regrowth in training, serialization, LoRA) is tested for the embedding by the
 generic tests in `test_base.py`, on indices that look up every row of the
-table. Here: what is particular to it. Its indices may come in several
-dtypes; and unlike the other masked layers, `call` also multiplies the
-looked-up rows by their mask rows, so the output is exact even when the mask
-variable is assigned directly.
+table (a batch of more lookups than rows: `call` masks the table's gradient
+as a whole). Here: what is particular to it. Its indices may come in several
+dtypes; and a batch of fewer lookups than rows takes another path, where
+`call` multiplies the looked-up rows by their mask rows: both give the same
+outputs and gradients, and that path is exact even when the mask variable is
+assigned directly.
 """
 
 import dataclasses
@@ -48,12 +50,14 @@ def _random_table(rng):
     )
 
 
-def test_output_is_exact_even_when_the_mask_is_assigned_directly():
-    # Unlike the other masked layers, the embedding multiplies the looked-up
-    # rows by their mask rows in `call`: the stale entries of a table whose
-    # mask variable was assigned without `set_mask` contribute nothing.
+def test_a_small_batch_is_exact_even_when_the_mask_is_assigned_directly():
+    # Fewer lookups than rows: `call` multiplies the looked-up rows by their
+    # mask rows, so the stale entries of a table whose mask variable was
+    # assigned without `set_mask` contribute nothing.
     rng = np.random.default_rng(5)
     layer, table, indices = _random_table(rng)
+    indices = indices[:1]
+    assert indices.size < table.shape[0]
     mask = _cases.random_mask(table.shape, rng)
     layer.mask_variable("embeddings").assign(mask)
     np.testing.assert_array_equal(
@@ -68,6 +72,31 @@ def test_output_is_exact_even_when_the_mask_is_assigned_directly():
     np.testing.assert_array_equal(
         ops.convert_to_numpy(layer.prunable_variable("embeddings")), table * mask
     )
+
+
+@pytest.mark.parametrize("lookups", ["fewer_than_rows", "more_than_rows"])
+def test_both_paths_give_masked_outputs_and_gradients(lookups):
+    rng = np.random.default_rng(9)
+    layer, table, indices = _random_table(rng)
+    mask = _cases.prune_randomly(layer, CASE, rng)[0]["embeddings"]
+    if lookups == "fewer_than_rows":
+        indices = indices[:1]
+        assert indices.size < table.shape[0]
+    else:
+        assert indices.size >= table.shape[0]
+    weights = rng.normal(size=(*indices.shape, table.shape[1])).astype("float32")
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(layer(indices)), (table * mask)[indices]
+    )
+
+    (gradient,) = backends.gradients(
+        lambda: ops.sum(ops.multiply(layer(indices), weights)),
+        [layer.prunable_variable("embeddings")],
+    )
+    expected = np.zeros_like(table)
+    np.add.at(expected, indices, weights)
+    np.testing.assert_allclose(gradient, expected * mask, rtol=1e-6, atol=1e-6)
+    assert not np.any(gradient[mask == 0])
 
 
 def test_mask_zero_gives_the_stock_keras_mask():
