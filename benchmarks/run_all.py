@@ -7,7 +7,7 @@ command that reproduces it. The file starts with the date, the machine and
 the package versions, and a summary of the headline figures; every speed
 figure there is a ratio against its baseline measured in the same run.
 
-    python benchmarks/run_all.py                 # everything, about 1.5 hours
+    python benchmarks/run_all.py                 # everything, about 2.5 hours
     python benchmarks/run_all.py --quick         # every script's --quick mode
     python benchmarks/run_all.py --dry-run       # seconds per script, for CI
     python benchmarks/run_all.py --only overhead,litert
@@ -99,6 +99,24 @@ BENCHMARKS = (
         full=("--workers", "2"),
         dry_run=("--dry-run",),
         saved=("runs/reproduce_lenet/report.md", "runs/reproduce_lenet/results.json"),
+    ),
+    Benchmark(
+        "deploy",
+        "Deploying LeNet-300-100 tickets to LiteRT, with test accuracy in every row",
+        "deploy.py",
+        # Two workers, one per core: about 45 minutes on 2 cores.
+        saved=("runs/deploy/table.md", "runs/deploy/results.json"),
+    ),
+    Benchmark(
+        "granularity",
+        "Unstructured, block, unit-wise and refilled IMP at equal weights "
+        "remaining (LeNet-300-100, full MNIST)",
+        "granularity.py",
+        # Reads the trainings of the deploy run above (its --quick mode's
+        # for the quick and dry runs); trains nothing.
+        quick=("--deploy-dir", "runs/deploy_quick"),
+        dry_run=("--deploy-dir", "runs/deploy_quick"),
+        saved=("runs/deploy/granularity.md", "runs/deploy/granularity.md"),
     ),
 )
 

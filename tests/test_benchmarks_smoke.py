@@ -213,6 +213,8 @@ def test_run_all_dry_run_runs_every_benchmark(tmp_path):
         "block_accuracy.py",
         "compare_methods.py",
         "reproduce_lenet.py",
+        "deploy.py",
+        "granularity.py",
     ):
         assert f"`python benchmarks/{script}" in text, script
     assert "FAILED" not in text

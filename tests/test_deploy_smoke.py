@@ -42,6 +42,17 @@ def test_unit_rates_reach_the_shape_with_exact_counts(deploy, shape, steps):
         assert width == goal
 
 
+def test_granularity_interpolates_in_log_weights(monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import granularity
+
+    curve = [(1.0, 90.0), (0.25, 80.0), (0.0625, 60.0)]
+    assert granularity.interpolate(curve, 0.5) == pytest.approx(85.0)
+    assert granularity.interpolate(curve, 0.125) == pytest.approx(70.0)
+    assert granularity.interpolate(curve, 0.25) == pytest.approx(80.0)
+    assert granularity.interpolate(curve, 0.01) is None
+
+
 @pytest.mark.slow  # About 30 s: trains 6 small networks and exports 13 files.
 @pytest.mark.skipif(not MNIST.exists(), reason=f"MNIST test set not in {MNIST}")
 def test_quick_run_writes_its_table_json_and_plot_then_resumes(tmp_path):
@@ -70,6 +81,16 @@ def test_quick_run_writes_its_table_json_and_plot_then_resumes(tmp_path):
     assert again.returncode == 0, again.stderr[-4000:]
     assert "training" not in again.stdout
     assert "| row | precision | encoding | shape |" in again.stdout
+    # The granularity comparison reads the same trainings.
+    compared = run_benchmark(
+        "granularity.py", "--deploy-dir", str(tmp_path), timeout=120
+    )
+    assert compared.returncode == 0, compared.stderr[-4000:]
+    assert "| round | weights left | unit | refill | IMP | block 1x4 |" in (
+        compared.stdout
+    )
+    assert (tmp_path / "granularity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
     # Other training settings are refused in the same folder.
     other = run_script("--output", str(tmp_path), "--epochs-per-round", "2")
     assert other.returncode != 0
