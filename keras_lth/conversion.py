@@ -99,12 +99,19 @@ def mask_model(model, *, layers=None, in_place=False):
 
     Example:
 
-    >>> model = keras.Sequential([keras.Input((784,)),
-    ...                           keras.layers.Dense(300, activation="relu"),
-    ...                           keras.layers.Dense(10)])
-    >>> masked = mask_model(model)
-    >>> sorted(sparsity(masked)["layers"])
-    ['dense/kernel', 'dense_1/kernel']
+    >>> model = keras.Sequential([
+    ...     keras.Input((784,)),
+    ...     keras.layers.Dense(300, activation="relu", name="hidden"),
+    ...     keras.layers.Dense(10, name="logits"),
+    ... ])
+    >>> masked = keras_lth.mask_model(model)
+    >>> [type(layer).__name__ for layer in masked.layers]
+    ['MaskedDense', 'MaskedDense']
+    >>> keras_lth.sparsity(masked)["layers"]  # All ones to start with.
+    {'hidden/kernel': 0.0, 'logits/kernel': 0.0}
+    >>> x = np.random.rand(2, 784)
+    >>> np.allclose(masked.predict(x, verbose=0), model.predict(x, verbose=0))
+    True
     """
     select = _selector(layers)
     if in_place:
@@ -202,6 +209,17 @@ def strip_masks(model, *, in_place=False):
         ValueError: If `model` is subclassed and `in_place` is False, or, with
             `in_place=True`, if a masked layer has LoRA enabled (its low-rank
             update is masked in `call`, so all-ones masks would change it).
+
+    Example:
+
+    >>> masked = keras_lth.mask_model(keras.Sequential(
+    ...     [keras.Input((2,)), keras.layers.Dense(2, name="out")]))
+    >>> keras_lth.set_masks(masked, {"out/kernel": np.eye(2)})
+    >>> plain = keras_lth.strip_masks(masked)
+    >>> [type(layer).__name__ for layer in plain.layers]
+    ['Dense']
+    >>> int((keras.ops.convert_to_numpy(plain.layers[0].kernel) == 0).sum())
+    2
     """
     if in_place:
         _check_model(model, "strip_masks")

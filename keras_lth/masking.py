@@ -60,6 +60,15 @@ def sparsity(model):
           the model's layers down (`"mha/query/kernel"`);
         * `"dense_fraction"`: the fraction of all kernel and embedding
           weights, prunable or not, that stay dense.
+
+    Example:
+
+    >>> model = keras_lth.mask_model(keras.Sequential(
+    ...     [keras.Input((4,)), keras.layers.Dense(2, name="out")]))
+    >>> keras_lth.set_masks(model, {"out/kernel": [[1, 0], [1, 0], [1, 1], [0, 0]]})
+    >>> report = keras_lth.sparsity(model)
+    >>> report["global"], report["layers"], report["dense"]
+    (0.5, {'out/kernel': 0.5}, {})
     """
     masks = get_masks(model)
     if not masks:
@@ -85,6 +94,15 @@ def get_masks(model):
     The arrays are float32 whatever dtype the mask variables have on the
     backend (bool on JAX), as the pruning functions in `keras_lth.pruning`
     take and return them.
+
+    Example:
+
+    >>> model = keras_lth.mask_model(keras.Sequential(
+    ...     [keras.Input((3,)), keras.layers.Dense(2, name="out")]))
+    >>> keras_lth.get_masks(model)
+    {'out/kernel': array([[1., 1.],
+           [1., 1.],
+           [1., 1.]], dtype=float32)}
     """
     return {
         key: ops.convert_to_numpy(layer.mask_variable(name)).astype("float32")
@@ -116,6 +134,20 @@ def pruned_nonzero(model):
     Returns:
         `{"<layer>/<weight>": count}` for the tensors where it is not 0:
         an empty dict when every pruned weight is zero.
+
+    Example:
+
+    >>> model = keras_lth.mask_model(keras.Sequential(
+    ...     [keras.Input((2,)), keras.layers.Dense(2, name="out")]))
+    >>> keras_lth.set_masks(model, {"out/kernel": np.eye(2)})
+    >>> keras_lth.pruned_nonzero(model)
+    {}
+    >>> _ = model.layers[0].kernel.assign(np.ones((2, 2)))  # Past the masks.
+    >>> keras_lth.pruned_nonzero(model)
+    {'out/kernel': 2}
+    >>> keras_lth.set_masks(model, {})  # Zeroes them again.
+    >>> keras_lth.pruned_nonzero(model)
+    {}
     """
     masks, weights = get_masks(model), get_prunable_weights(model)
     counts = {key: int(np.sum(weights[key][masks[key] == 0] != 0)) for key in masks}
@@ -145,6 +177,21 @@ def set_masks(model, masks, *, optimizer=None):
             `optimizer` trains none of the model's variables or holds
             variables shaped like a prunable weight but not named after one.
         TypeError: If `optimizer` is neither a Keras nor a torch optimizer.
+
+    Example:
+
+    One round of magnitude pruning by hand, with `keras_lth.prune`:
+
+    >>> model = keras_lth.mask_model(keras.Sequential(
+    ...     [keras.Input((4,)), keras.layers.Dense(5, name="out")]))
+    >>> masks = keras_lth.prune(
+    ...     keras_lth.get_prunable_weights(model), keras_lth.get_masks(model), 0.2)
+    >>> keras_lth.set_masks(model, masks)
+    >>> int(masks["out/kernel"].sum())  # 20 weights, the 4 smallest pruned.
+    16
+    >>> kernel = keras.ops.convert_to_numpy(model.layers[0].kernel)
+    >>> int((kernel == 0).sum())
+    4
     """
     check_optimizer(optimizer)
     tensors = prunable_tensors(model)
@@ -184,6 +231,17 @@ def restore_weights(model, weights, *, optimizer=None):
         weights: A list as `model.get_weights()` returns it.
         optimizer: As for `set_masks`. To rewind the optimizer as well,
             restore its variables (or make a new one) yourself.
+
+    Example:
+
+    >>> model = keras_lth.mask_model(keras.Sequential(
+    ...     [keras.Input((2,)), keras.layers.Dense(2, name="out")]))
+    >>> initial = model.get_weights()  # Before training.
+    >>> keras_lth.set_masks(model, {"out/kernel": np.eye(2)})  # After it.
+    >>> keras_lth.restore_weights(model, initial)
+    >>> kernel = keras.ops.convert_to_numpy(model.layers[0].kernel)
+    >>> bool(np.all(kernel == np.eye(2) * initial[0]))  # Initial, masked.
+    True
     """
     model.set_weights(weights)
     set_masks(model, {}, optimizer=optimizer)

@@ -81,6 +81,18 @@ def snip(model, x, y, loss, *, sparsity: float) -> dict:
 
     Returns:
         Masks `{"<layer>/<weight>": float32 array}`, for `keras_lth.set_masks`.
+
+    Example:
+
+    >>> model = keras_lth.mask_model(keras.Sequential([
+    ...     keras.Input((8,)), keras.layers.Dense(16, name="hidden"),
+    ...     keras.layers.Dense(4, name="out")]))
+    >>> x, y = np.random.rand(32, 8), np.random.randint(0, 4, 32)
+    >>> masks = keras_lth.pruning_at_init.snip(
+    ...     model, x, y, "sparse_categorical_crossentropy", sparsity=0.75)
+    >>> sum(int(mask.sum()) for mask in masks.values())  # 192 weights.
+    48
+    >>> keras_lth.set_masks(model, masks)
     """
     check_fraction(sparsity, "sparsity", interval="[0, 1)")
     tensors = _tensors(model, "snip")
@@ -137,6 +149,16 @@ def synflow(
 
     Returns:
         Masks `{"<layer>/<weight>": float32 array}`, for `keras_lth.set_masks`.
+
+    Example:
+
+    >>> model = keras_lth.mask_model(keras.Sequential([
+    ...     keras.Input((8,)), keras.layers.Dense(16, name="hidden"),
+    ...     keras.layers.Dense(4, name="out")]))
+    >>> masks = keras_lth.pruning_at_init.synflow(
+    ...     model, sparsity=0.9, iterations=10)
+    >>> {key: int(mask.sum()) > 0 for key, mask in masks.items()}  # No collapse.
+    {'hidden/kernel': True, 'out/kernel': True}
     """
     check_fraction(sparsity, "sparsity", interval="[0, 1)")
     iterations = check_count(iterations, "iterations")
@@ -189,6 +211,16 @@ def random_init_mask(model, *, sparsity, seed=None) -> dict:
 
     Returns:
         Masks `{"<layer>/<weight>": float32 array}`, for `keras_lth.set_masks`.
+
+    Example:
+
+    >>> model = keras_lth.mask_model(keras.Sequential([
+    ...     keras.Input((8,)), keras.layers.Dense(16, name="hidden"),
+    ...     keras.layers.Dense(4, name="out")]))
+    >>> masks = keras_lth.pruning_at_init.random_init_mask(
+    ...     model, sparsity=0.75, seed=0)
+    >>> {key: int(mask.sum()) for key, mask in masks.items()}  # 128 and 64.
+    {'hidden/kernel': 32, 'out/kernel': 16}
     """
     values = sparsity.values() if isinstance(sparsity, dict) else [sparsity]
     for value in values:

@@ -60,6 +60,20 @@ def results_table(results):
         The table as a string. Columns: round, weights remaining, the epoch
         and step where the monitored metric was best, then every metric
         logged at that epoch, then its test metrics (`test_<name>`).
+
+    Example:
+
+    >>> rows = [
+    ...     {"round": 0, "weights_remaining": 1.0, "best_epoch": 4,
+    ...      "best_step": 120, "best": {"val_accuracy": 0.9611}},
+    ...     {"round": 1, "weights_remaining": 0.8, "best_epoch": 2,
+    ...      "best_step": 60, "best": {"val_accuracy": 0.9667}},
+    ... ]
+    >>> print(keras_lth.results_table(rows))
+    round  remaining  best_epoch  best_step  val_accuracy
+    -----  ---------  ----------  ---------  ------------
+        0    100.00%           4        120        0.9611
+        1     80.00%           2         60        0.9667
     """
     if not results:
         return "(no finished rounds)"
@@ -114,7 +128,16 @@ def save_results_csv(results, path):
 
 
 def load_results(path):
-    """Reads results written by `save_results_json`."""
+    """Reads results written by `save_results_json`.
+
+    Example:
+
+    >>> rows = [{"round": 0, "weights_remaining": 1.0, "best_epoch": 4,
+    ...          "best_step": 120, "best": {"val_loss": 0.12}, "final": {}}]
+    >>> keras_lth.save_results_json(rows, "results.json")
+    >>> keras_lth.load_results("results.json") == rows
+    True
+    """
     with open(path, encoding="utf-8") as f:
         return json.load(f)
 

@@ -57,10 +57,12 @@ def save_model(model, path, **kwargs):
 
     Example:
 
-    ```python
-    keras_lth.save_model(model, "ticket.keras")
-    model = keras.models.load_model("ticket.keras")
-    ```
+    >>> model = keras_lth.mask_model(keras.Sequential(
+    ...     [keras.Input((4,)), keras.layers.Dense(2, name="out")]))
+    >>> keras_lth.save_model(model, "ticket.keras")
+    >>> loaded = keras.saving.load_model("ticket.keras")
+    >>> type(loaded.layers[0]).__name__, sorted(keras_lth.get_masks(loaded))
+    ('MaskedDense', ['out/kernel'])
     """
     suffix = os.path.splitext(os.fspath(path))[1]
     with _replacing(path, suffix=suffix) as tmp:
@@ -93,11 +95,24 @@ def load_model(path, *, custom_objects=None, compile=True, safe_mode=True):
 
     Example:
 
-    ```python
-    keras_lth.mask_model(backbone, in_place=True)
-    keras_lth.save_model(backbone, "ticket.keras")
-    backbone = keras_lth.load_model("ticket.keras")
-    ```
+    A subclassed model, masked in place, keeps its class:
+
+    >>> @keras.saving.register_keras_serializable(package="example")
+    ... class TwoLayers(keras.Model):
+    ...     def __init__(self, **kwargs):
+    ...         super().__init__(**kwargs)
+    ...         self.hidden = keras.layers.Dense(8, name="hidden")
+    ...         self.out = keras.layers.Dense(2, name="out")
+    ...
+    ...     def call(self, x):
+    ...         return self.out(self.hidden(x))
+    >>> model = TwoLayers()
+    >>> _ = model(np.zeros((1, 4)))  # Built.
+    >>> _ = keras_lth.mask_model(model, in_place=True)
+    >>> keras_lth.save_model(model, "ticket.keras")
+    >>> loaded = keras_lth.load_model("ticket.keras")
+    >>> type(loaded).__name__, sorted(keras_lth.get_masks(loaded))
+    ('TwoLayers', ['hidden/kernel', 'out/kernel'])
     """
     import keras
 
