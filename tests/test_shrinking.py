@@ -40,16 +40,20 @@ def mlp(widths, seed=0):
     return keras.Sequential(layers)
 
 
-def reference_live_units(masks, widths):
+def reference_live_units(masks, widths, foldable=None):
     """Units that can change the output, by the rules of `shrink`, on masks.
 
-    A hidden unit is dead when every weight from it to a live unit of the
-    next layer is pruned, or every weight into it from a live unit of the
-    previous layer is (a constant, folded into the next biases). Returns the
-    live counts, and whether a whole layer died (Keras has no empty layer:
-    `shrink` then keeps one unit, and which one depends on the order units
-    died in, so only an upper bound is known).
+    `masks[l]` is the `(in, out)` connectivity of layer `l` (nonzero where a
+    weight links them). A hidden unit is dead when every weight from it to
+    a live unit of the next layer is pruned, or every weight into it from a
+    live unit of the previous layer is (a constant, folded into the next
+    biases) and `foldable[l]` says its readers can take a constant (a
+    ConvTranspose cannot). Returns the live counts, and whether a whole
+    layer died (Keras has no empty layer: `shrink` then keeps one unit, and
+    which one depends on the order units died in, so only an upper bound is
+    known).
     """
+    foldable = [True] * (len(widths) - 2) if foldable is None else foldable
     live = [np.ones(w, bool) for w in widths]
     emptied = False
     changed = True
@@ -59,13 +63,30 @@ def reference_live_units(masks, widths):
             w_in, w_out = masks[layer - 1], masks[layer]
             incoming = (w_in[live[layer - 1]] != 0).any(axis=0)
             outgoing = (w_out[:, live[layer + 1]] != 0).any(axis=1)
-            new = live[layer] & incoming & outgoing
+            new = live[layer] & outgoing & (incoming | (not foldable[layer - 1]))
             if not new.any():
                 emptied = True
                 new[np.argmax(live[layer])] = True
             if not np.array_equal(new, live[layer]):
                 live[layer], changed = new, True
     return [int(x.sum()) for x in live], emptied
+
+
+def assert_counts(got, expected, emptied):
+    if emptied:
+        assert all(g <= e for g, e in zip(got, expected, strict=True))
+    else:
+        assert got == expected
+
+
+def random_masks(model, keep, seed):
+    rng = np.random.default_rng(seed)
+    masks = {
+        key: (rng.random(mask.shape) < keep).astype("float32")
+        for key, mask in keras_lth.get_masks(model).items()
+    }
+    keras_lth.set_masks(model, masks)
+    return masks, rng
 
 
 @settings(max_examples=15, deadline=None)
@@ -76,22 +97,14 @@ def reference_live_units(masks, widths):
 )
 def test_shrink_removes_exactly_the_removable_units_of_an_mlp(widths, keep, seed):
     model = keras_lth.mask_model(mlp(widths))
-    rng = np.random.default_rng(seed)
-    masks = {
-        key: (rng.random(mask.shape) < keep).astype("float32")
-        for key, mask in keras_lth.get_masks(model).items()
-    }
-    keras_lth.set_masks(model, masks)
+    masks, rng = random_masks(model, keep, seed)
     small = shrink(model)
     ordered = [masks[f"d{i}/kernel"] for i in range(len(widths) - 1)]
     expected, emptied = reference_live_units(ordered, widths)
     got = [widths[0]] + [
         layer.units for layer in small.layers if hasattr(layer, "units")
     ]
-    if emptied:
-        assert all(g <= e for g, e in zip(got, expected, strict=True))
-    else:
-        assert got == expected
+    assert_counts(got, expected, emptied)
     x = rng.normal(size=(4, widths[0])).astype("float32")
     assert_same_outputs(model, small, x)
 
@@ -218,6 +231,187 @@ def test_a_softmax_layer_keeps_its_units():
         small, report = shrink(model, return_report=True)
     assert report.units == {}
     x = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
+    assert_same_outputs(model, small, x)
+
+
+CONV = {1: keras.layers.Conv1D, 2: keras.layers.Conv2D, 3: keras.layers.Conv3D}
+TRANSPOSE = {
+    1: keras.layers.Conv1DTranspose,
+    2: keras.layers.Conv2DTranspose,
+    3: keras.layers.Conv3DTranspose,
+}
+POOL = {
+    1: keras.layers.GlobalAveragePooling1D,
+    2: keras.layers.GlobalAveragePooling2D,
+    3: keras.layers.GlobalAveragePooling3D,
+}
+
+
+def transpose_model(rank):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,) * rank + (3,))
+    x = CONV[rank](6, 3, padding="same", name="a")(inputs)
+    x = TRANSPOSE[rank](
+        8, 3, strides=2, padding="same", activation="relu", name="t",
+        bias_initializer="random_normal",
+    )(x)  # fmt: skip
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = TRANSPOSE[rank](5, 2, strides=2, name="u", bias_initializer="random_normal")(x)
+    x = CONV[rank](4, 3, name="c")(x)  # "valid": it takes constants.
+    x = POOL[rank]()(x)
+    return keras.Model(inputs, keras.layers.Dense(3, name="out")(x))
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_conv_transpose_filters_and_the_channels_they_read_are_removed(rank):
+    rng = np.random.default_rng(0)
+    model = transpose_model(rank)
+    bn = model.get_layer("bn")
+    bn.moving_mean.assign(rng.normal(size=8).astype("float32"))
+    bn.moving_variance.assign((rng.random(8) + 0.5).astype("float32"))
+    model = keras_lth.mask_model(model)
+    masks = keras_lth.get_masks(model)
+    # ConvTranspose kernels are (..., out, in).
+    masks["t/kernel"][..., 1] = 0  # Filter 1 of "a": "t" reads none of it.
+    masks["u/kernel"][..., 4] = 0  # Filter 4 of "t" (through "bn"): unread.
+    # Filter 2 of "t" gets no input: a constant, but "u" is transposed (it
+    # adds an input unevenly across its output), so it stays.
+    masks["t/kernel"][..., 2, :] = 0
+    masks["u/kernel"][..., 0, :] = 0  # A constant, folded into "c" ("valid").
+    masks["c/kernel"][..., 3, :] = 0  # Filter 3 of "u": unread.
+    keras_lth.set_masks(model, masks)
+    small, report = shrink(model, return_report=True)
+    assert report.units == {"a": (6, 5), "t": (8, 7), "u": (5, 3)}
+    assert report.folded == 1 and report.unshrunk == {}
+    assert small.get_layer("t").kernel.shape[-2:] == (7, 5)
+    assert small.get_layer("u").kernel.shape[-2:] == (3, 7)
+    x = rng.normal(size=(2, *(4,) * rank, 3)).astype("float32")
+    assert_same_outputs(model, small, x)
+
+
+def connectivity(mask, transposed=False):
+    """A kernel mask as `(in, out)`: whether any weight links the two."""
+    mask = np.asarray(mask) != 0
+    if transposed:
+        mask = np.swapaxes(mask, -1, -2)
+    return mask.reshape(-1, *mask.shape[-2:]).any(axis=0)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    widths=st.lists(st.integers(2, 8), min_size=4, max_size=4),
+    keep=st.floats(0.05, 0.5),
+    strides=st.integers(1, 2),
+    seed=st.integers(0, 2**16),
+)
+def test_shrink_removes_exactly_the_unread_filters_of_conv_transposes(
+    widths, keep, strides, seed
+):
+    keras.utils.set_random_seed(0)
+    layers = [keras.Input((5, widths[0]))]
+    for i, width in enumerate(widths[1:]):
+        layers.append(
+            keras.layers.Conv1DTranspose(
+                width, 3, strides=strides, padding="same" if i else "valid",
+                activation="relu" if i < 2 else None,
+                bias_initializer="random_normal", name=f"t{i}",
+            )
+        )  # fmt: skip
+    model = keras_lth.mask_model(keras.Sequential(layers))
+    masks, rng = random_masks(model, keep, seed)
+    small = shrink(model)
+    ordered = [connectivity(masks[f"t{i}/kernel"], True) for i in range(3)]
+    # Each hidden layer is read by a ConvTranspose: constants stay.
+    expected, emptied = reference_live_units(ordered, widths, [False, False])
+    got = [widths[0]] + [small.get_layer(f"t{i}").filters for i in range(3)]
+    assert_counts(got, expected, emptied)
+    x = rng.normal(size=(3, 5, widths[0])).astype("float32")
+    assert_same_outputs(model, small, x)
+
+
+def norm_model(widths, axis, seed=0):
+    """Dense layers on `(steps, features)`, a LayerNormalization after d0."""
+    keras.utils.set_random_seed(seed)
+    tokens = keras.Input((4, widths[0]))
+    x = keras.layers.Dense(
+        widths[1], activation="relu", bias_initializer="random_normal", name="d0"
+    )(tokens)
+    x = keras.layers.LayerNormalization(
+        axis=axis, beta_initializer="random_normal", name="norm"
+    )(x)
+    x = keras.layers.Dense(
+        widths[2], activation="relu", bias_initializer="random_normal", name="d1"
+    )(x)
+    return keras_lth.mask_model(
+        keras.Model(tokens, keras.layers.Dense(widths[3], name="d2")(x))
+    )
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() == "torch",
+    reason="Keras 3's LayerNormalization(axis=1) raises on torch: it calls "
+    "torch's layer_norm, which normalizes the last axes",
+)
+@settings(max_examples=10, deadline=None)
+@given(
+    widths=st.lists(st.integers(2, 8), min_size=4, max_size=4),
+    keep=st.floats(0.05, 0.6),
+    seed=st.integers(0, 2**16),
+)
+def test_a_layer_norm_over_the_steps_lets_the_channels_through(widths, keep, seed):
+    model = norm_model(widths, axis=1)
+    masks, rng = random_masks(model, keep, seed)
+    small, report = shrink(model, return_report=True)
+    assert report.unshrunk == {}
+    ordered = [masks[f"d{i}/kernel"] for i in range(3)]
+    # A constant unit of d0 leaves the normalization as its beta, one value
+    # per step, not a constant: it stays.
+    expected, emptied = reference_live_units(ordered, widths, [False, True])
+    got = [widths[0]] + [small.get_layer(f"d{i}").units for i in range(3)]
+    assert_counts(got, expected, emptied)
+    x = rng.normal(size=(3, 4, widths[0])).astype("float32")
+    assert_same_outputs(model, small, x)
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    widths=st.lists(st.integers(2, 8), min_size=4, max_size=4),
+    keep=st.floats(0.05, 0.6),
+    seed=st.integers(0, 2**16),
+)
+def test_a_layer_norm_over_the_channels_keeps_them_all(widths, keep, seed):
+    model = norm_model(widths, axis=-1)
+    masks, rng = random_masks(model, keep, seed)
+    with pytest.warns(UserWarning, match="'norm' \\(it normalizes over its channels"):
+        small, report = shrink(model, return_report=True)
+    assert set(report.unshrunk) == {"norm"}
+    # Even the units of d0 nothing reads, or that are constants: the others
+    # are normalized with them. After it, units go by the usual rules.
+    assert small.get_layer("d0").units == widths[1]
+    ordered = [masks[f"d{i}/kernel"] for i in (1, 2)]
+    expected, emptied = reference_live_units(ordered, widths[1:])
+    got = [widths[1]] + [small.get_layer(f"d{i}").units for i in (1, 2)]
+    assert_counts(got, expected, emptied)
+    x = rng.normal(size=(3, 4, widths[0])).astype("float32")
+    assert_same_outputs(model, small, x)
+
+
+def test_a_grouped_convolution_is_left_as_it_was():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 4))
+    x = keras.layers.Conv2D(4, 1, name="a")(inputs)
+    x = keras.layers.Conv2D(4, 3, groups=2, name="grouped")(x)
+    model = keras_lth.mask_model(
+        keras.Model(inputs, keras.layers.Conv2D(2, 1, name="out")(x))
+    )
+    masks = keras_lth.get_masks(model)
+    masks["grouped/kernel"][..., 0, :] = 0  # Its rows are per group.
+    masks["out/kernel"][..., 1, :] = 0  # Filter 1 of "grouped": unread.
+    keras_lth.set_masks(model, masks)
+    with pytest.warns(UserWarning, match="'grouped' \\(a grouped convolution"):
+        small, report = shrink(model, return_report=True)
+    assert report.units == {}
+    x = np.random.default_rng(0).normal(size=(2, 6, 6, 4)).astype("float32")
     assert_same_outputs(model, small, x)
 
 
