@@ -6,7 +6,9 @@ trains something else once from a level, here the paper's two controls
 (`keras_lth.controls`):
 
 * `"reinit"`: the level's masks with a new random initialisation;
-* `"random"`: random masks of the level's per-tensor counts, with `θ0`.
+* `"random"`: random masks of the level's per-tensor counts, with `θ0`
+  (whole units at random for a structured ticket: its level records the
+  ticket's `granularity`, and the draw keeps each tensor's unit count).
 
 `run_branches` trains every missing branch and skips the ones already done,
 so a killed run picks up where it stopped. The folder reads as it is:
@@ -102,6 +104,9 @@ def load_masks(path):
 def save_level(folder, ticket, round_index):
     """Writes round `round_index`'s masks and row under `folder/levels/`.
 
+    The row in `level.json` also records the ticket's `granularity`, with
+    which the `"random"` control draws whole units or single weights.
+
     Returns:
         The level's folder.
     """
@@ -111,7 +116,8 @@ def save_level(folder, ticket, round_index):
     if not (level / _MASKS).exists():
         save_masks(level / _MASKS, ticket.masks_at(round_index))
     if not (level / _LEVEL).exists():
-        atomic_write_text(level / _LEVEL, json.dumps(row, indent=1) + "\n")
+        saved = {**row, "granularity": ticket.granularity}
+        atomic_write_text(level / _LEVEL, json.dumps(saved, indent=1) + "\n")
     return level
 
 
@@ -176,7 +182,11 @@ def draw_branch(model, level, control, *, seed):
     level = pathlib.Path(level)
     row = json.loads((level / _LEVEL).read_text())
     draw = getattr(control_functions, CONTROLS[control])
-    return draw(model, load_masks(level / _MASKS), seed=branch_seed(seed, row, control))
+    options = {}
+    if control == "random":  # Levels saved before `granularity` are by weight.
+        options["granularity"] = row.get("granularity", "weight")
+    masks = load_masks(level / _MASKS)
+    return draw(model, masks, seed=branch_seed(seed, row, control), **options)
 
 
 def read_branches(folder):

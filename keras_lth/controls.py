@@ -6,21 +6,32 @@ structure or its size:
 
 * `reinit`: the same mask `m` with a new random initialisation `θ'0 ~ Dθ`;
 * `random_prune`: a random mask with as many weights per tensor as `m`,
-  with the initial weights `θ0`.
+  with the initial weights `θ0`. For a structured ticket (IMP with
+  `granularity="unit"`), `random_prune(..., granularity="unit")` keeps as
+  many whole units per tensor as `m`, chosen at random: the random
+  structured mask of the same shape.
 
 Each control is a branch off one IMP level: take the masks the ticket
 trained with at that level, set up a freshly built masked model with one of
 these functions, and train it once with a plain `fit`.
 """
 
+import warnings
+
 import numpy as np
 
 from keras_lth._checks import check_count
 from keras_lth.callbacks.rewind_state import reinitialize
+from keras_lth.callbacks.ticket_options import unit_axes_of
 from keras_lth.masking import get_masks
+from keras_lth.masking import prunable_tensors
 from keras_lth.masking import require_prunable_tensors
 from keras_lth.masking import set_masks
 from keras_lth.pruning import check_masks
+from keras_lth.structured import check_granularity
+from keras_lth.structured import count_live_units
+from keras_lth.structured import is_unit_sparse
+from keras_lth.structured import prune_units
 
 __all__ = ["random_prune", "reinit"]
 
@@ -56,21 +67,30 @@ def reinit(model, masks, *, seed):
     return model
 
 
-def random_prune(model, masks, *, seed):
+def random_prune(model, masks, *, seed, granularity="weight"):
     """Sets random masks with exactly as many weights per tensor as `masks`.
 
     The model's own weights are kept (its initialisation `θ0`, for a freshly
     built model); only which weights survive is drawn at random, uniformly
-    within each tensor.
+    within each tensor. With `granularity="unit"`, the control of a
+    structured ticket: each tensor keeps as many whole output units as in
+    `masks` (the units of `LotteryTicket(granularity="unit")`, so a
+    ConvTranspose filter or an attention head), chosen uniformly among its
+    units; tensors without units keep their count of single weights.
 
     Args:
         model: A built model with masked layers.
         masks: The ticket's masks, `{tensor key: 0/1 array}`; every prunable
             tensor of `model` must be named.
         seed: Int seed of the random masks.
+        granularity: `"weight"` or `"unit"`, as the ticket was pruned.
 
     Returns:
         `model`, ready to train with `fit`.
+
+    Raises:
+        ValueError: With `granularity="unit"`, if a mask keeps part of a
+            unit (it is not a structured ticket's).
 
     Example:
 
@@ -80,16 +100,48 @@ def random_prune(model, masks, *, seed):
     ```
     """
     seed = check_count(seed, "seed", minimum=0)
+    check_granularity(granularity)
     masks = _check_masks(model, masks)
     rng = np.random.default_rng(seed)
+    axes = {key: None for key in masks}
+    if granularity == "unit":
+        with warnings.catch_warnings():  # The ticket warned of them already.
+            warnings.simplefilter("ignore")
+            axes = unit_axes_of(prunable_tensors(model))
     random_masks = {}
     for key, mask in masks.items():
-        kept = int(np.count_nonzero(mask))
-        flat = np.zeros(mask.size, dtype=np.float32)
-        flat[rng.choice(mask.size, size=kept, replace=False)] = 1.0
-        random_masks[key] = flat.reshape(mask.shape)
+        if axes[key] is None:
+            kept = int(np.count_nonzero(mask))
+            flat = np.zeros(mask.size, dtype=np.float32)
+            flat[rng.choice(mask.size, size=kept, replace=False)] = 1.0
+            random_masks[key] = flat.reshape(mask.shape)
+        else:
+            random_masks[key] = _random_units(key, mask, axes[key], rng)
     set_masks(model, random_masks)
     return model
+
+
+def _random_units(key, mask, axes, rng):
+    """A mask keeping as many whole units of `key` as `mask`, at random."""
+    if not is_unit_sparse(mask, axes):
+        raise ValueError(
+            f"Expected the mask of '{key}' to keep or prune whole units (axes "
+            f"{axes}), as LotteryTicket(granularity='unit') does. Received a "
+            "mask that keeps part of a unit: use granularity='weight'."
+        )
+    units = int(np.prod([mask.shape[a] for a in axes]))
+    rate = 1.0 - count_live_units(mask, axes) / units
+    full = np.ones(mask.shape, dtype=np.float32)
+    seed = int(rng.integers(2**31))
+    # `prune_units`'s "random" drops exactly round(rate * units) live units.
+    return prune_units(
+        {key: full},
+        {key: full},
+        {key: rate},
+        strategy="random",
+        unit_axes={key: axes},
+        seed=seed,
+    )[key]
 
 
 def _check_masks(model, masks):

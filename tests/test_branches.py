@@ -8,6 +8,8 @@ import pytest
 
 import keras_lth as lth
 from keras_lth import branches
+from keras_lth.structured import count_live_units
+from keras_lth.structured import is_unit_sparse
 
 EPOCHS = 2
 
@@ -68,10 +70,11 @@ def test_the_folder_reads_as_it_is(imp_run):
     assert names == [branches.level_name(ticket.results[r]) for r in (1, 3)]
     assert names[0].startswith("round_01_") and names[0].endswith("pct")
     level = folder / "levels" / names[1]
-    assert json.loads((level / "level.json").read_text()) == ticket.results[3]
-    saved = branches.load_masks(level / "masks.npz")
+    saved = json.loads((level / "level.json").read_text())
+    assert saved == {**ticket.results[3], "granularity": "weight"}
+    masks = branches.load_masks(level / "masks.npz")
     for key, mask in ticket.masks_at(3).items():
-        np.testing.assert_array_equal(saved[key], mask)
+        np.testing.assert_array_equal(masks[key], mask)
 
 
 def test_branches_keep_the_level_masks_or_their_counts_and_skip_when_done(
@@ -123,3 +126,33 @@ def test_an_unknown_control_is_refused(imp_run):
     _, folder = imp_run
     with pytest.raises(ValueError, match="'shuffle'"):
         branches.run_branches(folder, build, None, controls=("shuffle",), seed=0)
+
+
+def test_the_random_branch_of_a_unit_ticket_draws_whole_units(digits, tmp_path):
+    model = build()
+    ticket = lth.LotteryTicket(
+        3, 1, prune_rate=0.5, granularity="unit", seed=0, verbose=0
+    )
+    fit(model, ticket, digits)
+    level = branches.save_level(tmp_path, ticket, 2)
+    assert json.loads((level / "level.json").read_text())["granularity"] == "unit"
+    ticket_masks = ticket.masks_at(2)
+    for control in ("random", "reinit"):
+        drawn = lth.get_masks(branches.draw_branch(build(), level, control, seed=0))
+        for key, mask in ticket_masks.items():
+            assert is_unit_sparse(drawn[key], (1,)), (control, key)
+            assert count_live_units(drawn[key], (1,)) == count_live_units(mask, (1,))
+            if control == "reinit":
+                np.testing.assert_array_equal(drawn[key], mask)
+    # 32 hidden units halved twice: 8 live; the random draw picks others.
+    assert count_live_units(ticket_masks["hidden/kernel"], (1,)) == 8
+    random = lth.get_masks(branches.draw_branch(build(), level, "random", seed=0))
+    assert not np.array_equal(random["hidden/kernel"], ticket_masks["hidden/kernel"])
+
+
+def test_a_level_saved_before_granularity_draws_by_weight(imp_run):
+    ticket, folder = imp_run
+    level = folder / "levels" / branches.level_name(ticket.results[3])
+    (level / "level.json").write_text(json.dumps(ticket.results[3]))
+    drawn = lth.get_masks(branches.draw_branch(build(), level, "random", seed=0))
+    assert not is_unit_sparse(drawn["hidden/kernel"], (1,))

@@ -6,7 +6,11 @@ import pytest
 
 import keras_lth as lth
 from keras_lth import controls
+from keras_lth.callbacks.ticket_options import unit_axes_of
 from keras_lth.pruning import prune
+from keras_lth.structured import count_live_units
+from keras_lth.structured import is_unit_sparse
+from keras_lth.structured import prune_units
 
 
 def _lenet(seed=0):
@@ -158,3 +162,88 @@ def test_controls_branch_off_a_level_of_a_real_imp_run(digits, tmp_path):
     pruned = controls.random_prune(compiled(_lenet()), level, seed=11)
     for key, mask in lth.get_masks(pruned).items():
         assert np.sum(mask) == np.sum(level[key])
+
+
+def _structured_model(seed=0):
+    """Dense units, conv filters and ConvTranspose filters (axis -2)."""
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(12, 3, name="conv"),
+            keras.layers.Conv2DTranspose(10, 3, name="up"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(20, activation="relu", name="hidden"),
+            keras.layers.Dense(10, name="output"),
+        ]
+    )
+    return lth.mask_model(model)
+
+
+def _unit_ticket_masks(model):
+    """Masks as structured IMP gives them: whole units pruned, per tensor."""
+    axes = unit_axes_of(lth.masking.prunable_tensors(model))
+    masks = lth.get_masks(model)
+    weights = {
+        k: np.random.default_rng(1).normal(size=m.shape) for k, m in masks.items()
+    }
+    rates = {"conv/kernel": 0.5, "up/kernel": 0.3, "hidden/kernel": 0.75}
+    return prune_units(weights, masks, rates, unit_axes=axes), axes
+
+
+def test_random_prune_of_a_unit_ticket_draws_whole_units_of_the_same_counts():
+    model = _structured_model()
+    theta0 = _kernels(model)
+    masks, axes = _unit_ticket_masks(model)
+    assert axes["up/kernel"] == (2,)  # ConvTranspose kernels: (h, w, out, in).
+    counts = {k: count_live_units(m, axes[k]) for k, m in masks.items()}
+    assert counts == {
+        "conv/kernel": 6,
+        "up/kernel": 7,
+        "hidden/kernel": 5,
+        "output/kernel": 10,
+    }
+
+    control = controls.random_prune(model, masks, seed=5, granularity="unit")
+
+    got = lth.get_masks(control)
+    weights = _kernels(control)
+    for key, mask in got.items():
+        assert is_unit_sparse(mask, axes[key]), key
+        assert count_live_units(mask, axes[key]) == counts[key], key
+        assert np.sum(mask) == np.sum(masks[key])  # Whole units: same weights.
+        np.testing.assert_array_equal(weights[key], theta0[key] * mask)
+    for key in ("conv/kernel", "up/kernel", "hidden/kernel"):
+        assert not np.array_equal(got[key], masks[key]), key  # Other units.
+    again = lth.get_masks(
+        controls.random_prune(_structured_model(), masks, seed=5, granularity="unit")
+    )
+    for key in masks:
+        np.testing.assert_array_equal(again[key], got[key])
+    # By weight (the default), the same masks give unstructured random masks.
+    unstructured = lth.get_masks(
+        controls.random_prune(_structured_model(), masks, seed=5)
+    )
+    assert not is_unit_sparse(unstructured["hidden/kernel"], (1,))
+
+
+def test_reinit_of_a_unit_ticket_keeps_its_units_with_new_weights():
+    model = _structured_model()
+    theta0 = _kernels(model)
+    masks, axes = _unit_ticket_masks(model)
+    control = controls.reinit(model, masks, seed=3)
+    weights = _kernels(control)
+    for key, mask in lth.get_masks(control).items():
+        np.testing.assert_array_equal(mask, masks[key])
+        assert is_unit_sparse(mask, axes[key])
+        assert np.all(weights[key][mask == 0] == 0)
+        assert np.all(weights[key][mask == 1] != theta0[key][mask == 1])
+
+
+def test_random_prune_by_unit_refuses_masks_that_split_units():
+    model = _lenet()
+    masks = _ticket_masks(model)  # Unstructured.
+    with pytest.raises(ValueError, match=r"'hidden/kernel' to keep or prune whole"):
+        controls.random_prune(model, masks, seed=0, granularity="unit")
+    with pytest.raises(ValueError, match=r"granularity"):
+        controls.random_prune(model, masks, seed=0, granularity="block")

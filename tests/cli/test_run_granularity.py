@@ -6,13 +6,16 @@ Tiny runs on scikit-learn's digits (2 rounds of 1 epoch), in this process.
 import json
 
 import keras
+import numpy as np
 
 from keras_lth import get_masks
 from keras_lth import structured
+from keras_lth.branches import load_masks
 from keras_lth.cli import _settings
 from keras_lth.cli._run_dir import read_run_file
 from keras_lth.structured import count_live_units
 from keras_lth.structured import is_unit_sparse
+from tests.cli._helpers import LEVELS
 from tests.cli._helpers import TINY
 from tests.cli._helpers import assert_one_error_line
 from tests.cli._helpers import interrupt_after
@@ -77,3 +80,19 @@ def test_a_bad_granularity_is_one_error_line(tmp_path):
     assert_one_error_line(code, err, "refill=True", "granularity='unit'")
     assert "Epoch" not in out
     assert not run_dir.exists()
+
+
+def test_the_random_control_of_a_unit_run_prunes_whole_units(tmp_path):
+    run_dir = tmp_path / "run"
+    argv = ["run", *TINY, "--granularity", "unit", *LEVELS, "--controls", "random"]
+    code, _, err = run_main([*argv, "--no-export", "--output", run_dir])
+    assert code == 0, err
+    # Whole units leave 80.4% of the weights after round 1: the 80.2% level.
+    (level,) = (run_dir / "levels").glob("round_01_*")
+    ticket = load_masks(level / "masks.npz")
+    drawn = load_masks(run_dir / "branches" / "random" / level.name / "masks.npz")
+    for key, mask in ticket.items():
+        assert is_unit_sparse(drawn[key], (1,)), key
+        assert count_live_units(drawn[key], (1,)) == count_live_units(mask, (1,))
+    assert count_live_units(drawn["fc1/kernel"], (1,)) == 240
+    assert not np.array_equal(drawn["fc1/kernel"], ticket["fc1/kernel"])
