@@ -25,6 +25,7 @@ from keras_lth.cli._settings import ADDED_SETTINGS
 from keras_lth.cli._settings import SETTING_FLAGS
 
 __all__ = [
+    "DEPLOY_FILE",
     "EXPORT_REPORT_FILE",
     "LOCK_FILE",
     "PLOT_FILE",
@@ -49,6 +50,8 @@ TFLITE_FILE = "ticket.tflite"
 SHRUNK_FILE = "ticket_shrunk.keras"
 SHRUNK_TFLITE_FILE = "ticket_shrunk.tflite"
 EXPORT_REPORT_FILE = "ticket_export.txt"
+#: The deploy table of an exported run (`keras-lth report` prints it).
+DEPLOY_FILE = "deploy.json"
 LOCK_FILE = ".lock"
 #: 2: the controls are branches off the IMP levels (`control_levels`).
 RUN_FILE_VERSION = 2

@@ -1,10 +1,12 @@
 """`keras-lth report`: reprint a run directory's tables, redraw its plot.
 
 Reads only what `keras-lth run` saved (`run.json` and the results files:
-IMP's rows, and each control's rows, one per level it branched off); imports
-no Keras. `print_report` is also what a run prints when it ends.
+IMP's rows, and each control's rows, one per level it branched off; with
+`--export`, `deploy.json`); imports no Keras. `print_report` is also what a
+run prints when it ends.
 """
 
+import json
 import os
 import pathlib
 
@@ -12,15 +14,18 @@ from keras_lth import results as results_lib
 from keras_lth.cli._common import UsageError
 from keras_lth.cli._common import describe
 from keras_lth.cli._common import has_module
+from keras_lth.cli._run_dir import DEPLOY_FILE
 from keras_lth.cli._run_dir import EXPORT_REPORT_FILE
 from keras_lth.cli._run_dir import PLOT_FILE
 from keras_lth.cli._run_dir import RUN_FILE
+from keras_lth.cli._run_dir import SHRUNK_FILE
+from keras_lth.cli._run_dir import SHRUNK_TFLITE_FILE
 from keras_lth.cli._run_dir import TFLITE_FILE
 from keras_lth.cli._run_dir import TICKET_FILE
 from keras_lth.cli._run_dir import read_run_file
 from keras_lth.plotting import default_metric
 
-__all__ = ["comparison_table", "print_report", "report"]
+__all__ = ["comparison_table", "deploy_table", "print_report", "report"]
 
 
 def report(args):
@@ -39,7 +44,8 @@ def print_report(run_dir, *, plot):
 
     IMP's table (one row per round), each control's (one row per level it
     branched off), then `comparison_table`: the ticket against the controls
-    at those levels.
+    at those levels, then the deploy table of an exported run
+    (`deploy_table`).
 
     Args:
         run_dir: A folder written by `keras-lth run`.
@@ -75,7 +81,85 @@ def print_report(run_dir, *, plot):
         print()
     if plot and imp:
         _plot(run_dir, saved, imp, controls)
+    _print_deploy(run_dir)
     _print_files(run_dir, saved)
+
+
+def deploy_table(deploy):
+    """The deploy table of `deploy.json`: one line per LiteRT file.
+
+    Args:
+        deploy: The contents of `deploy.json` (see
+            `keras_lth.cli._export.measure_deploy`).
+
+    Returns:
+        A plain-text table: the file, its parameters and nonzero ones, its
+        test accuracy in LiteRT, its size and latency, each also as a ratio
+        to the first row; then the table's notes.
+    """
+    header = ["file", "parameters", "nonzero", "test acc", "bytes", "size"]
+    header += ["us/invoke", "speedup"]
+    lines = []
+    for row in deploy["rows"]:
+        accuracy = row["test_accuracy"]
+        lines.append(
+            [
+                row["file"] or f"({row['name']})",
+                f"{row['parameters']:,}",
+                "-" if row["nonzero"] is None else f"{row['nonzero']:,}",
+                "-" if accuracy is None else f"{accuracy:.4f}",
+                f"{row['file_bytes']:,}",
+                f"{row['bytes_ratio']:.3f}x",
+                f"{row['latency_us']:.2f}",
+                f"{row['speedup']:.2f}x",
+            ]
+        )
+    widths = [
+        max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)
+    ]
+    text = [
+        f"== Deploy: the LiteRT files ({DEPLOY_FILE}) ==",
+        "  ".join(
+            h.ljust(w) if i == 0 else h.rjust(w)
+            for i, (h, w) in enumerate(zip(header, widths))
+        ),
+        "  ".join("-" * w for w in widths),
+    ]
+    for line in lines:
+        text.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(line, widths))
+            )
+        )
+    text += [f"Note: {note}" for note in deploy.get("notes", [])]
+    return "\n".join(text)
+
+
+def _print_deploy(run_dir):
+    path = run_dir / DEPLOY_FILE
+    resume = f"keras-lth run --output {run_dir} --resume --export"
+    if path.exists():
+        try:
+            deploy = json.loads(path.read_text(encoding="utf-8"))
+            table = deploy_table(deploy)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise UsageError(f"cannot read {path}: {describe(error)}") from error
+        print(table)
+    elif (run_dir / TFLITE_FILE).exists():
+        print(
+            f"No deploy table: the ticket was exported before {DEPLOY_FILE} "
+            f"existed. `{resume}` measures it."
+        )
+    elif (run_dir / TICKET_FILE).exists():
+        print(
+            "No deploy table: the run was not exported to LiteRT (--export was "
+            f"off). `{resume}` exports the ticket and writes {DEPLOY_FILE} "
+            "(TensorFlow backend, pip install ai-edge-litert)."
+        )
+    else:
+        return
+    print()
 
 
 def comparison_table(imp, controls):
@@ -158,7 +242,10 @@ def _print_files(run_dir, saved):
         PLOT_FILE: "the plot: the ticket and the controls vs. weights left",
         TICKET_FILE: "the final ticket (keras.models.load_model reads it)",
         TFLITE_FILE: "the final ticket for LiteRT",
+        SHRUNK_FILE: "the ticket with its dead units removed (keras_lth.shrink)",
+        SHRUNK_TFLITE_FILE: "the shrunk ticket for LiteRT",
         EXPORT_REPORT_FILE: "the LiteRT export report",
+        DEPLOY_FILE: "the deploy table: size, LiteRT accuracy and latency",
         "levels": "the IMP rounds the controls branch off: masks, row",
         "branches": "<control>/<level>/: each branch's masks and row",
         "tensorboard": f"tensorboard --logdir {run_dir / 'tensorboard'}",
