@@ -100,13 +100,18 @@ def shrink(model, *, return_report=False):
 
     Example:
 
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3),
-    ...                           keras.layers.Dense(2)])
-    >>> kernel = model.layers[0].kernel
-    >>> kernel.assign(keras.ops.zeros((4, 3)))  # No unit has an input.
-    >>> small = shrink(model)
-    >>> small.layers[0].units
+    >>> model = keras.Sequential([keras.Input((4,)),
+    ...     keras.layers.Dense(3, name="hidden"), keras.layers.Dense(2)])
+    >>> hidden = model.get_layer("hidden")
+    >>> _ = hidden.kernel.assign(hidden.kernel * np.array([1.0, 0.0, 0.0]))
+    >>> small, report = shrink(model, return_report=True)
+    >>> small.get_layer("hidden").units  # Two units lost every input.
     1
+    >>> x = np.ones((1, 4))
+    >>> bool(np.allclose(small(x), model(x), atol=1e-6))
+    True
+    >>> report.folded  # Their constant outputs went into the next bias.
+    2
     """
     if not isinstance(model, keras.Model) or not can_copy(model):
         raise ValueError(

@@ -48,12 +48,7 @@ LONG_RUNNING = []
 
 #: Docstring examples known to fail, by doctest name, with why. A name here
 #: whose examples pass fails the test too: remove it then.
-DOCTEST_KNOWN_FAILURES = {
-    "keras_lth.litert.export.export_litert": "uses `ticket`, never defined",
-    "keras_lth.shrinking.shrink": "`Variable.assign` prints a tensor on "
-    "TensorFlow, and `small.layers[0]` is the InputLayer, without `units`",
-    "keras_lth.tuner.hypermodel.TicketHyperModel": "uses `build`, never defined",
-}
+DOCTEST_KNOWN_FAILURES = {}
 
 #: Names every docstring example may use without importing them.
 DOCTEST_GLOBALS = {"keras": keras, "keras_lth": keras_lth, "np": np}

@@ -89,8 +89,20 @@ class TicketHyperModel(keras_tuner.HyperModel):
 
     Example:
 
+    >>> from keras_lth.tuner import make_tuner
+    >>> def build(hp):
+    ...     model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(
+    ...         hp.Choice("units", [100, 300]), activation="relu"),
+    ...         keras.layers.Dense(10)])
+    ...     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
+    ...         from_logits=True), metrics=["accuracy"])
+    ...     return model
     >>> hypermodel = TicketHyperModel(build, prune_rate=[0.2, 0.4])
     >>> tuner = make_tuner("random", hypermodel, max_trials=4, directory="runs")
+    >>> tuner.oracle.objective.name
+    'ticket_val_accuracy'
+
+    `tuner.search(x, y, validation_data=(xv, yv))` then runs the trials.
     """
 
     def __init__(
