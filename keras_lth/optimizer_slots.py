@@ -13,6 +13,11 @@ __all__ = ["check_optimizer", "mask_keras_slots", "mask_torch_state"]
 
 
 def check_optimizer(optimizer):
+    """Accepts None, a Keras optimizer or a `torch.optim.Optimizer`.
+
+    Raises:
+        TypeError: If `optimizer` is anything else.
+    """
     if optimizer is None or isinstance(optimizer, keras.optimizers.Optimizer):
         return
     if hasattr(optimizer, "param_groups") and hasattr(optimizer, "state"):

@@ -60,6 +60,7 @@ class BoundMaskedLayer(MaskedLayer):
                 object.__setattr__(self, attribute, variable)
 
     def masked_weight(self, name):
+        """Returns weight `name`'s value, its gradient times its mask."""
         return gradient_masked(self.prunable_variable(name), self.mask_variable(name))
 
     def initializer_for(self, name):

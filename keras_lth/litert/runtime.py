@@ -87,6 +87,7 @@ class Runner:
         self.interpreter.allocate_tensors()
 
     def set_inputs(self, sample):
+        """Sets the interpreter's inputs to `sample`, one array per input."""
         for detail, array in zip(self.inputs, sample, strict=True):
             self.interpreter.set_tensor(
                 detail["index"], np.asarray(array, dtype=detail["dtype"])

@@ -150,14 +150,21 @@ def _conv_net(name, filters, input_shape, num_classes, masked):
     return keras.Sequential(layers, name=name)
 
 
-_CONV_DOC = """{title}: the paper's VGG-like CIFAR-10 network (Figure 2).
+def conv2(
+    *,
+    input_shape: Sequence[int] = (32, 32, 3),
+    num_classes: int = 10,
+    masked: bool = True,
+) -> keras.Model:
+    """Conv-2: the paper's VGG-like CIFAR-10 network (Figure 2).
 
-    {layout}, 3x3 convolutions with `padding="same"` and ReLU, 2x2 max
-    pooling after each pair, then fully connected layers of 256 and 256
-    units (ReLU) and the logits. Layer names: {names}, `"pool1"`...,
+    Convolutions 64, 64, pool, 3x3 convolutions with `padding="same"` and ReLU, 2x2
+    max pooling after each pair, then fully connected layers of 256 and 256 units
+    (ReLU) and the logits. Layer names: `"conv1"`, `"conv2"`, `"pool1"`...,
     `"flatten"`, `"fc1"`, `"fc2"`, `"output"`.
 
-    {counts}
+    On 32x32x3 inputs: 38,592 convolution weights (the paper's "38K") and 4,300,992
+    weights in all (the paper's "4.3M").
 
     Args:
         input_shape: Image shape, channels last. Defaults to `(32, 32, 3)`
@@ -168,22 +175,14 @@ _CONV_DOC = """{title}: the paper's VGG-like CIFAR-10 network (Figure 2).
             `LotteryTicket`; otherwise stock Keras layers.
 
     Returns:
-        An uncompiled `keras.Sequential` model named `"{name}"`.
+        An uncompiled `keras.Sequential` model named `"conv2"`.
 
     Example:
 
-    >>> model = {name}(input_shape=(28, 28, 1), num_classes=5)
+    >>> model = conv2(input_shape=(28, 28, 1), num_classes=5)
     >>> model.output_shape
     (None, 5)
     """
-
-
-def conv2(
-    *,
-    input_shape: Sequence[int] = (32, 32, 3),
-    num_classes: int = 10,
-    masked: bool = True,
-) -> keras.Model:
     return _conv_net("conv2", (64,), input_shape, num_classes, masked)
 
 
@@ -193,6 +192,33 @@ def conv4(
     num_classes: int = 10,
     masked: bool = True,
 ) -> keras.Model:
+    """Conv-4: the paper's VGG-like CIFAR-10 network (Figure 2).
+
+    Convolutions 64, 64, pool, 128, 128, pool, 3x3 convolutions with
+    `padding="same"` and ReLU, 2x2 max pooling after each pair, then fully connected
+    layers of 256 and 256 units (ReLU) and the logits. Layer names: `"conv1"` to
+    `"conv4"`, `"pool1"`..., `"flatten"`, `"fc1"`, `"fc2"`, `"output"`.
+
+    On 32x32x3 inputs: 259,776 convolution weights (the paper's "260K") and
+    2,425,024 weights in all (the paper's "2.4M").
+
+    Args:
+        input_shape: Image shape, channels last. Defaults to `(32, 32, 3)`
+            (CIFAR-10).
+        num_classes: Number of output logits. Defaults to 10.
+        masked: If `True` (the default), the convolution and dense layers
+            are `keras_lth.layers.MaskedConv2D` / `MaskedDense`, ready for
+            `LotteryTicket`; otherwise stock Keras layers.
+
+    Returns:
+        An uncompiled `keras.Sequential` model named `"conv4"`.
+
+    Example:
+
+    >>> model = conv4(input_shape=(28, 28, 1), num_classes=5)
+    >>> model.output_shape
+    (None, 5)
+    """
     return _conv_net("conv4", (64, 128), input_shape, num_classes, masked)
 
 
@@ -202,42 +228,37 @@ def conv6(
     num_classes: int = 10,
     masked: bool = True,
 ) -> keras.Model:
+    """Conv-6: the paper's VGG-like CIFAR-10 network (Figure 2).
+
+    Convolutions 64, 64, pool, 128, 128, pool, 256, 256, pool, 3x3 convolutions with
+    `padding="same"` and ReLU, 2x2 max pooling after each pair, then fully connected
+    layers of 256 and 256 units (ReLU) and the logits. Layer names: `"conv1"` to
+    `"conv6"`, `"pool1"`..., `"flatten"`, `"fc1"`, `"fc2"`, `"output"`.
+
+    On 32x32x3 inputs: 1,144,512 convolution weights (the paper's "1.1M") and
+    2,261,184 weights in all. Figure 2 of the paper gives "1.7M" in all, which the
+    architecture it describes does not add up to (4x4x256 inputs to a 256-unit layer
+    alone are 1,048,576 weights); this builder follows the described architecture.
+
+    Args:
+        input_shape: Image shape, channels last. Defaults to `(32, 32, 3)`
+            (CIFAR-10).
+        num_classes: Number of output logits. Defaults to 10.
+        masked: If `True` (the default), the convolution and dense layers
+            are `keras_lth.layers.MaskedConv2D` / `MaskedDense`, ready for
+            `LotteryTicket`; otherwise stock Keras layers.
+
+    Returns:
+        An uncompiled `keras.Sequential` model named `"conv6"`.
+
+    Example:
+
+    >>> model = conv6(input_shape=(28, 28, 1), num_classes=5)
+    >>> model.output_shape
+    (None, 5)
+    """
     return _conv_net("conv6", (64, 128, 256), input_shape, num_classes, masked)
 
-
-conv2.__doc__ = _CONV_DOC.format(
-    title="Conv-2",
-    name="conv2",
-    layout="Convolutions 64, 64, pool",
-    names='`"conv1"`, `"conv2"`',
-    counts=(
-        'On 32x32x3 inputs: 38,592 convolution weights (the paper\'s "38K") '
-        'and 4,300,992 weights in all (the paper\'s "4.3M").'
-    ),
-)
-conv4.__doc__ = _CONV_DOC.format(
-    title="Conv-4",
-    name="conv4",
-    layout="Convolutions 64, 64, pool, 128, 128, pool",
-    names='`"conv1"` to `"conv4"`',
-    counts=(
-        "On 32x32x3 inputs: 259,776 convolution weights (the paper's "
-        '"260K") and 2,425,024 weights in all (the paper\'s "2.4M").'
-    ),
-)
-conv6.__doc__ = _CONV_DOC.format(
-    title="Conv-6",
-    name="conv6",
-    layout="Convolutions 64, 64, pool, 128, 128, pool, 256, 256, pool",
-    names='`"conv1"` to `"conv6"`',
-    counts=(
-        "On 32x32x3 inputs: 1,144,512 convolution weights (the paper's "
-        '"1.1M") and 2,261,184 weights in all. Figure 2 of the paper gives '
-        '"1.7M" in all, which the architecture it describes does not add up '
-        "to (4x4x256 inputs to a 256-unit layer alone are 1,048,576 weights); "
-        "this builder follows the described architecture."
-    ),
-)
 
 #: VGG-19 for CIFAR-10 (Liu et al. 2019): filters, or "M" for a max pool.
 _VGG19_PLAN = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M")
