@@ -71,6 +71,38 @@ BENCHMARKS = (
         dry_run=("--quick", "--models", "lenet", "--optimizer", "sgd"),
     ),
     Benchmark(
+        "overhead_sequence",
+        "Training-step overhead on a transformer block and a BiLSTM + GRU model",
+        "overhead.py",
+        full=("--backend", "all", "--models", "transformer,lstm"),
+        quick=("--quick", "--backend", "all", "--models", "transformer,lstm"),
+        dry_run=("--quick", "--models", "transformer,lstm"),
+    ),
+    Benchmark(
+        "overhead_sequence_sgd",
+        "Training-step overhead on PyTorch with SGD, transformer block and BiLSTM "
+        "+ GRU",
+        "overhead.py",
+        full=(
+            "--backend",
+            "torch",
+            "--optimizer",
+            "sgd",
+            "--models",
+            "transformer,lstm",
+        ),
+        quick=(
+            "--quick",
+            "--backend",
+            "torch",
+            "--optimizer",
+            "sgd",
+            "--models",
+            "transformer,lstm",
+        ),  # fmt: skip
+        dry_run=("--quick", "--models", "lstm", "--optimizer", "sgd"),
+    ),
+    Benchmark(
         "tfmot",
         "Baseline: tfmot's pruning wrapper on tf_keras, in its own process",
         "tfmot_baseline.py",
@@ -238,12 +270,15 @@ def summary(runs):
     """Headline figures, read from the scripts' own output."""
     lines = []
     by_name = {r["benchmark"].name: r for r in runs}
-    overhead = by_name.get("overhead")
     tfmot = by_name.get("tfmot")
-    if overhead and overhead["ok"]:
+    models = r"(lenet|conv4|transformer|lstm)"
+    for name in ("overhead", "overhead_sequence"):
+        overhead = by_name.get(name)
+        if not (overhead and overhead["ok"]):
+            continue
         # `--backend all` ends with one table of every backend's rows.
         rows = re.findall(
-            r"^(tensorflow|jax|torch)\s+(lenet|conv4)\s+(all ones|50% \+ LotteryTicket)"
+            rf"^(tensorflow|jax|torch)\s+{models}\s+(all ones|50% \+ LotteryTicket)"
             r"\s+[\d.]+\s+(\d+\.\d+)x\s+(PASS|FAIL)",
             overhead["stdout"],
             re.M,
@@ -253,11 +288,13 @@ def summary(runs):
                 f"- keras_lth masked / plain Keras 3 step time, {backend}, {model}, "
                 f"{masks}: {ratio}x (target <= 1.05x: {verdict})"
             )
-    sgd = by_name.get("overhead_sgd")
-    if sgd and sgd["ok"]:
+    for name in ("overhead_sgd", "overhead_sequence_sgd"):
+        sgd = by_name.get(name)
+        if not (sgd and sgd["ok"]):
+            continue
         backend = re.search(r"backend (\w+),", sgd["stdout"])
         rows = re.findall(
-            r"^(lenet|conv4)\s+(all ones|50% \+ LotteryTicket)\s+[\d.]+\s+[\d.]+"
+            rf"^{models}\s+(all ones|50% \+ LotteryTicket)\s+[\d.]+\s+[\d.]+"
             r"\s+(\d+\.\d+)x\s.*\b(PASS|FAIL)$",
             sgd["stdout"],
             re.M,
