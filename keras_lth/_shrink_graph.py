@@ -365,15 +365,18 @@ class ChannelGraph:
                 and not isinstance(layer, _TRANSPOSED)
             )
             for row, root in self._rows(key):
-                if root in folded and (not foldable or values[key][row] is None):
+                value = values[key][row]
+                # An exact zero adds nothing, whatever the padding or the bias.
+                if root in folded and value != 0.0 and (not foldable or value is None):
                     folded.discard(root)
         for key in readers:
             _, kernel, axis, bias = self._consumer(key)
             for row, root in self._rows(key):
                 if root in folded:
-                    weights = np.take(kernel, row, axis=axis)
-                    spatial = tuple(range(weights.ndim - bias.ndim))
-                    bias += values[key][row] * weights.sum(axis=spatial)
+                    if values[key][row] != 0.0:
+                        weights = np.take(kernel, row, axis=axis)
+                        spatial = tuple(range(weights.ndim - bias.ndim))
+                        bias += values[key][row] * weights.sum(axis=spatial)
                     _zero(kernel, row, axis)
         return len(folded)
 
@@ -412,7 +415,7 @@ class ChannelGraph:
             spread = np.ptp(rows, axis=0)
             scale = np.maximum(np.abs(rows).max(axis=0), 1.0)
             found[name] = [
-                float(rows[0, i]) if spread[i] <= 1e-6 * scale[i] else None
+                _constant(rows[:, i]) if spread[i] <= 1e-6 * scale[i] else None
                 for i in range(rows.shape[1])
             ]
         return found
@@ -534,3 +537,11 @@ def _flat_size(tensor):
 
 def _channels_last(layer):
     return getattr(layer, "data_format", "channels_last") == "channels_last"
+
+
+def _constant(values):
+    """The constant a probed row holds: exactly 0.0 only if every value is 0."""
+    if np.any(values):
+        value = float(values[0]) or float(values.mean())
+        return value if value != 0.0 else None
+    return 0.0

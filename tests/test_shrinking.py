@@ -40,7 +40,7 @@ def mlp(widths, seed=0):
     return keras.Sequential(layers)
 
 
-def reference_live_units(masks, widths, foldable=None):
+def reference_live_units(masks, widths, foldable=None, zero=None):
     """Units that can change the output, by the rules of `shrink`, on masks.
 
     `masks[l]` is the `(in, out)` connectivity of layer `l` (nonzero where a
@@ -48,10 +48,11 @@ def reference_live_units(masks, widths, foldable=None):
     a live unit of the next layer is pruned, or every weight into it from a
     live unit of the previous layer is (a constant, folded into the next
     biases) and `foldable[l]` says its readers can take a constant (a
-    ConvTranspose cannot). Returns the live counts, and whether a whole
-    layer died (Keras has no empty layer: `shrink` then keeps one unit, and
-    which one depends on the order units died in, so only an upper bound is
-    known).
+    ConvTranspose cannot), or `zero[l]` (a boolean per unit) says that
+    constant is exactly 0, which any reader can drop. Returns the live
+    counts, and whether a whole layer died (Keras has no empty layer:
+    `shrink` then keeps one unit, and which one depends on the order units
+    died in, so only an upper bound is known).
     """
     foldable = [True] * (len(widths) - 2) if foldable is None else foldable
     live = [np.ones(w, bool) for w in widths]
@@ -63,7 +64,10 @@ def reference_live_units(masks, widths, foldable=None):
             w_in, w_out = masks[layer - 1], masks[layer]
             incoming = (w_in[live[layer - 1]] != 0).any(axis=0)
             outgoing = (w_out[:, live[layer + 1]] != 0).any(axis=1)
-            new = live[layer] & outgoing & (incoming | (not foldable[layer - 1]))
+            constant_ok = foldable[layer - 1]
+            if zero is not None:
+                constant_ok = constant_ok | zero[layer - 1]
+            new = live[layer] & outgoing & (incoming | ~np.asarray(constant_ok))
             if not new.any():
                 emptied = True
                 new[np.argmax(live[layer])] = True
@@ -158,6 +162,9 @@ def test_residual_concatenate_batchnorm_depthwise_and_flatten_keep_outputs():
     # Unit 7 of "hidden" gets no input: a constant folded into "out".
     masks["hidden/kernel"][..., 7] = 0
     keras_lth.set_masks(model, masks)
+    c_bias = np.zeros(6, "float32")
+    c_bias[1] = 1.0  # Exactly zero, it would go anywhere (the next test).
+    model.get_layer("c").bias.assign(c_bias)
     small, report = shrink(model, return_report=True)
     assert report.units == {"c": (6, 5), "a": (8, 7), "b": (8, 7), "hidden": (12, 11)}
     assert report.folded == 1
@@ -321,8 +328,10 @@ def test_shrink_removes_exactly_the_unread_filters_of_conv_transposes(
     masks, rng = random_masks(model, keep, seed)
     small = shrink(model)
     ordered = [connectivity(masks[f"t{i}/kernel"], True) for i in range(3)]
-    # Each hidden layer is read by a ConvTranspose: constants stay.
-    expected, emptied = reference_live_units(ordered, widths, [False, False])
+    # Each hidden layer is read by a ConvTranspose: constants stay, unless
+    # they are exactly zero (relu of a negative bias).
+    zero = [ops.convert_to_numpy(model.get_layer(f"t{i}").bias) <= 0 for i in range(2)]
+    expected, emptied = reference_live_units(ordered, widths, [False, False], zero)
     got = [widths[0]] + [small.get_layer(f"t{i}").filters for i in range(3)]
     assert_counts(got, expected, emptied)
     x = rng.normal(size=(3, 5, widths[0])).astype("float32")
@@ -393,6 +402,28 @@ def test_a_layer_norm_over_the_channels_keeps_them_all(widths, keep, seed):
     got = [widths[1]] + [small.get_layer(f"d{i}").units for i in (1, 2)]
     assert_counts(got, expected, emptied)
     x = rng.normal(size=(3, 4, widths[0])).astype("float32")
+    assert_same_outputs(model, small, x)
+
+
+def test_a_zero_channel_goes_through_same_padding_but_a_constant_does_not():
+    # A filter with no incoming weights outputs relu(bias): a constant, which a
+    # "same" convolution cannot take into its bias (the zero padding), unless
+    # that constant is exactly zero.
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 2))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="a")(inputs)
+    x = keras.layers.Conv2D(3, 3, padding="same", name="b")(x)
+    model = keras_lth.mask_model(keras.Model(inputs, x))
+    masks = keras_lth.get_masks(model)
+    masks["a/kernel"][..., 0] = 0  # Filters 0 and 1 have no inputs.
+    masks["a/kernel"][..., 1] = 0
+    keras_lth.set_masks(model, masks)
+    bias = model.get_layer("a").bias
+    bias.assign(np.array([0.0, 0.5, 0.1, 0.1], "float32"))  # Filter 1: relu(0.5).
+    small, report = shrink(model, return_report=True)
+    assert report.units == {"a": (4, 3)}
+    assert small.get_layer("a").filters == 3
+    x = np.random.default_rng(0).normal(size=(2, 6, 6, 2)).astype("float32")
     assert_same_outputs(model, small, x)
 
 
