@@ -24,6 +24,7 @@ passes on JAX and PyTorch: printed tensors differ between backends.
 import dataclasses
 import doctest
 import importlib
+import inspect
 import io
 import pathlib
 import traceback
@@ -198,3 +199,19 @@ def test_api_reference_documents_every_public_module():
                 documented.add(line[4:].strip())
     missing = sorted(set(_public_modules()) - documented)
     assert not missing, f"no `::: module` line in docs/api/ for {missing}"
+
+
+def test_every_public_name_has_a_docstring():
+    # The API reference shows a name without a docstring as an empty entry,
+    # which `mkdocs build --strict` does not catch.
+    undocumented = []
+    for name in _public_modules():
+        module = importlib.import_module(name)
+        if not (module.__doc__ or "").strip():
+            undocumented.append(name)
+        for public in getattr(module, "__all__", ()):
+            value = getattr(module, public)
+            documentable = inspect.isclass(value) or inspect.isfunction(value)
+            if documentable and not (value.__doc__ or "").strip():
+                undocumented.append(f"{name}.{public}")
+    assert not undocumented, f"no docstring: {undocumented}"
