@@ -13,7 +13,8 @@ figure there is a ratio against its baseline measured in the same run.
     python benchmarks/run_all.py --only overhead,litert
 
 `--dry-run` (with or without `--quick`) runs each script's smallest mode so
-that none can rot, and writes `runs/BENCHMARKS.dry-run.md` rather than
+that none can rot (the deploy scripts' only `--help`: their smallest modes
+take minutes and have smoke tests of their own), and writes `runs/BENCHMARKS.dry-run.md` rather than
 `BENCHMARKS.md`. The exit code is 1 if any script failed.
 """
 
@@ -136,8 +137,21 @@ BENCHMARKS = (
         "deploy",
         "Deploying LeNet-300-100 tickets to LiteRT, with test accuracy in every row",
         "deploy.py",
-        # Two workers, one per core: about 45 minutes on 2 cores.
+        # Two workers, one per core: about 45 minutes on 2 cores. Its --quick
+        # mode takes a minute and tests/test_deploy_smoke.py runs it, so the
+        # dry run only checks that the script loads.
+        dry_run=("--help",),
         saved=("runs/deploy/table.md", "runs/deploy/results.json"),
+    ),
+    Benchmark(
+        "deploy_convnets",
+        "Deploying Conv-4 and ResNet-20 tickets to LiteRT, with test accuracy in "
+        "every row (reduced budget)",
+        "deploy_convnets.py",
+        full=("--unstructured",),
+        # Its --quick mode takes minutes (tests/test_deploy_convnets_smoke.py).
+        dry_run=("--help",),
+        saved=("runs/deploy_convnets/table.md", "runs/deploy_convnets/results.json"),
     ),
     Benchmark(
         "granularity",
@@ -145,9 +159,10 @@ BENCHMARKS = (
         "remaining (LeNet-300-100, full MNIST)",
         "granularity.py",
         # Reads the trainings of the deploy run above (its --quick mode's
-        # for the quick and dry runs); trains nothing.
+        # for the quick run); trains nothing.
         quick=("--deploy-dir", "runs/deploy_quick"),
-        dry_run=("--deploy-dir", "runs/deploy_quick"),
+        # tests/test_deploy_smoke.py runs it on deploy.py's --quick output.
+        dry_run=("--help",),
         saved=("runs/deploy/granularity.md", "runs/deploy/granularity.md"),
     ),
 )

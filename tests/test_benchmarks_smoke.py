@@ -214,6 +214,7 @@ def test_run_all_dry_run_runs_every_benchmark(tmp_path):
         "compare_methods.py",
         "reproduce_lenet.py",
         "deploy.py",
+        "deploy_convnets.py",
         "granularity.py",
     ):
         assert f"`python benchmarks/{script}" in text, script
