@@ -134,6 +134,14 @@ BENCHMARKS = (
         saved=("runs/reproduce_lenet/report.md", "runs/reproduce_lenet/results.json"),
     ),
     Benchmark(
+        "dead_units",
+        "Dead units in the reproduced LeNet-300-100 tickets, and what shrink gives",
+        "dead_units.py",
+        # Reads reproduce_lenet's level masks (above); a dry run has none.
+        quick=("--repeats", "5"),
+        dry_run=("--help",),
+    ),
+    Benchmark(
         "deploy",
         "Deploying LeNet-300-100 tickets to LiteRT, with test accuracy in every row",
         "deploy.py",

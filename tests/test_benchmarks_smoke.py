@@ -213,6 +213,7 @@ def test_run_all_dry_run_runs_every_benchmark(tmp_path):
         "block_accuracy.py",
         "compare_methods.py",
         "reproduce_lenet.py",
+        "dead_units.py",
         "deploy.py",
         "deploy_convnets.py",
         "granularity.py",
