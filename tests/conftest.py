@@ -35,6 +35,7 @@ CORE_MODULES = (
     "test_custom_loops.py",
     "test_rounds.py",
     "test_shrinking.py",
+    "test_unit_biases.py",
     "test_saving.py",
     "models/test_architectures.py",
     "models/test_learning_rate.py",

@@ -41,6 +41,7 @@ from keras_lth.masking import require_prunable_tensors
 from keras_lth.masking import set_masks
 from keras_lth.masking import sparsity
 from keras_lth.rewind import Rewind
+from keras_lth.structured import hold_pruned_units
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -265,6 +266,8 @@ class LotteryTicket(keras.callbacks.Callback):
         set_masks(self.model, {})
         if restored is not None:
             self._restore(path, *restored)
+        if self._units is not None:  # Pruned units' biases and BatchNorm params.
+            hold_pruned_units(self.model, self._units)
         if self._summaries is not None:
             step = self._run.summaries_step if self._loaded else None
             self._summaries.begin(self.model, step=step)
@@ -449,6 +452,8 @@ class LotteryTicket(keras.callbacks.Callback):
         rewind_state.restore_snapshot(
             self.model, self._run.snapshot, self._rewind, seed=[self.seed, round_index]
         )
+        if self._units is not None:  # Pruned units' biases and BatchNorm params.
+            hold_pruned_units(self.model, self._units)
         self._run.history = []
         self._run.early_bird_masks = []
         self._run.round_start_step = self._optimizer_step()
