@@ -14,8 +14,9 @@ figure there is a ratio against its baseline measured in the same run.
 
 `--dry-run` (with or without `--quick`) runs each script's smallest mode so
 that none can rot (the deploy scripts' only `--help`: their smallest modes
-take minutes and have smoke tests of their own), and writes `runs/BENCHMARKS.dry-run.md` rather than
-`BENCHMARKS.md`. The exit code is 1 if any script failed.
+take minutes and have smoke tests of their own), and writes
+`runs/BENCHMARKS.dry-run.md` rather than `BENCHMARKS.md`. The exit code is 1
+if any script failed.
 """
 
 import argparse
@@ -160,6 +161,13 @@ BENCHMARKS = (
         # Its --quick mode takes minutes (tests/test_deploy_convnets_smoke.py).
         dry_run=("--help",),
         saved=("runs/deploy_convnets/table.md", "runs/deploy_convnets/results.json"),
+    ),
+    Benchmark(
+        "int8_narrow_conv",
+        "Why a shrunk ResNet-20 runs no faster in int8: one residual block, by width",
+        "int8_narrow_conv.py",
+        quick=("--runs", "50"),
+        dry_run=("--runs", "5", "--widths", "16", "5"),
     ),
     Benchmark(
         "granularity",

@@ -216,6 +216,7 @@ def test_run_all_dry_run_runs_every_benchmark(tmp_path):
         "dead_units.py",
         "deploy.py",
         "deploy_convnets.py",
+        "int8_narrow_conv.py",
         "granularity.py",
     ):
         assert f"`python benchmarks/{script}" in text, script
