@@ -172,8 +172,10 @@ def stopwatch_class(keras):
 
     It brackets `on_train_begin` to `on_train_end`, so `fit`'s set-up (data
     adapter, iterator, callback list) stays out, and runs the callbacks it
-    wraps (the `LotteryTicket`) itself, timing their hooks apart. It defines
-    no batch hook, so Keras dispatches batches as it would without it.
+    wraps (the `LotteryTicket`) itself, timing their per-epoch hooks apart.
+    Their `on_train_batch_begin` runs within the step and is timed with it.
+    It defines no batch *end* hook, so Keras dispatches batches as it would
+    without it.
     """
 
     class Stopwatch(keras.callbacks.Callback):
@@ -215,6 +217,10 @@ def stopwatch_class(keras):
         def on_epoch_begin(self, epoch, logs=None):
             self._run_wrapped("on_epoch_begin", epoch, logs)
 
+        def on_train_batch_begin(self, batch, logs=None):
+            for callback in self.wrapped:  # Part of the step, timed with it.
+                callback.on_train_batch_begin(batch, logs)
+
         def on_epoch_end(self, epoch, logs=None):
             self._run_wrapped("on_epoch_end", epoch, logs)
 
@@ -231,9 +237,9 @@ def torch_sqrt_note(size=266_200, repeats=200):
 
     Adam's second moment is exactly zero wherever the gradient always was:
     at every pruned weight. Keras's Adam on PyTorch takes its square root on
-    every step, and PyTorch's CPU `sqrt` is much slower on exact zeros, so
-    the 50% rows pay for it whatever the masking costs. `size` defaults to
-    LeNet-300-100's kernel entries.
+    every step, and PyTorch's CPU `sqrt` is much slower on exact zeros, which
+    is why `LotteryTicket` fills those entries with 1.0 on PyTorch. `size`
+    defaults to LeNet-300-100's kernel entries.
     """
     import torch
 
@@ -249,5 +255,5 @@ def torch_sqrt_note(size=266_200, repeats=200):
         f"PyTorch sqrt of {size:,} float32 (median of {repeats}): zeros "
         f"{zeros:.0f} us, ones {ones:.0f} us ({zeros / ones:.1f}x). Adam takes "
         "it of its second moment on every step, which is exactly zero at "
-        "pruned weights. `--optimizer sgd` takes no square root."
+        "pruned weights unless LotteryTicket fills them (it does on PyTorch)."
     )

@@ -15,16 +15,16 @@ What it measures
     A masked layer stores pruned entries as zeros and multiplies each
     prunable weight's gradient by its mask on every step, whatever the mask
     holds, and the matmuls and convolutions stay dense, so sparsity makes
-    the masking neither cheaper nor dearer: on TensorFlow and JAX the two
-    masked rows differ only by the callback. On PyTorch the 50% row also
-    pays for Adam: its second moment is exactly zero at pruned weights, and
-    PyTorch's CPU square root of exact zeros is slow (see "PyTorch and Adam"
-    below); the note under the table times it. The LotteryTicket's hooks run
-    once per epoch (a snapshot of the weights in `on_train_begin`, a results
-    record in `on_epoch_end`); they are timed apart, left out of the
-    per-step figures, and reported under the table as a cost per epoch. It
-    defines no batch hook, so what remains of that row is what training
-    under the callback costs per step.
+    the masking neither cheaper nor dearer: the two masked rows differ only
+    by the callback. (On PyTorch, the callback also keeps Adam's second
+    moment off exact zeros: see "PyTorch and Adam" below.) The
+    LotteryTicket's per-epoch hooks (a snapshot of the weights in
+    `on_train_begin`, a results record in `on_epoch_end`) are timed apart,
+    left out of the per-step figures, and reported under the table as a cost
+    per epoch. Its batch hook is timed with the steps: it returns at once on
+    most of them (on PyTorch with Adam, it fills the second moments before
+    the first step of each epoch and every 100th), so that row is what
+    training under the callback costs per step.
 
 Models (loss sparse categorical cross-entropy from logits, accuracy metric;
 built in `_overhead_models.py`). By default `lenet` and `conv4` are timed,
@@ -67,12 +67,15 @@ PyTorch and Adam
     PyTorch's x86 CPU builds compute `sqrt` with MKL's vector math library in
     high-accuracy mode, which sends every exact zero down a scalar "rare
     value" path (`perf` shows the time in `vssqrt_cout_rare`): 3-15x slower
-    per element than a positive number, however tiny. Keras's Adam takes the
-    square root of its second moment on every step, and that moment stays
-    exactly zero wherever the gradient always was zero: at every pruned
-    weight, by design. Any way around it would give pruned weights a
-    gradient or their optimizer slots a made-up value. SGD takes no square
-    root, so `--optimizer sgd` times the masking alone.
+    per element than a positive number. Keras's Adam takes the square root
+    of its second moment on every step, and that moment stays exactly zero
+    wherever the gradient always was zero: at every pruned weight. So on
+    PyTorch, `LotteryTicket` puts 1.0 there every 100 steps
+    (`keras_lth.optimizer_slots.fill_square_root_slots`): the update of an
+    entry whose gradient and first moment are zero is zero whatever its
+    second moment holds, so training is the same bit for bit. The note under
+    the PyTorch table times the square root of zeros and of ones. SGD takes
+    no square root, so `--optimizer sgd` times the masking alone.
 
 How
     Each model is compiled, then warmed up by one `fit` (which traces and
@@ -234,8 +237,7 @@ def parse_args(argv=None):
         choices=list(OPTIMIZERS),
         default="adam",
         help="Optimizer of every model (default adam, the paper's). sgd is "
-        "SGD with momentum 0.9, which takes no square root: on PyTorch it "
-        "shows the masking's own cost at 50%% sparsity.",
+        "SGD with momentum 0.9, which takes no square root.",
     )
     parser.add_argument("--seed", type=int, default=0, help="Random seed.")
     args = parser.parse_args(argv)

@@ -1,15 +1,32 @@
-"""Zeroing an optimizer's state of pruned weights.
+"""Zeroing an optimizer's state of pruned weights, and filling it for speed.
 
 Adam's moments, momentum and the like of a pruned entry would move it off
 zero on its next update, zero gradient or not. `keras_lth.set_masks` calls
 these on `model.optimizer` and on a custom training loop's optimizer.
+
+On PyTorch's CPU builds a square root of an exact zero is slow, and Adam
+takes one of every pruned entry's second moment on every step.
+`LotteryTicket` therefore fills those entries with 1.0 while `fit` runs
+(`fill_square_root_slots`), which changes no update. A loop of your own can
+do the same: with `fills = fills_square_root_slots(optimizer)` and
+`tensors = keras_lth.masking.prunable_tensors(model)`, call
+`fill_square_root_slots(optimizer, model, tensors)` before every
+`FILL_EVERY`-th step when `fills`, and `keras_lth.set_masks(model, {},
+optimizer=optimizer)` when the loop ends, to leave the slots zero.
 """
 
 import keras
 
 from keras_lth.layers.base import multiply_by_mask
 
-__all__ = ["check_optimizer", "mask_keras_slots", "mask_torch_state"]
+__all__ = [
+    "FILL_EVERY",
+    "check_optimizer",
+    "fill_square_root_slots",
+    "fills_square_root_slots",
+    "mask_keras_slots",
+    "mask_torch_state",
+]
 
 
 def check_optimizer(optimizer):
@@ -41,6 +58,83 @@ def mask_keras_slots(optimizer, model, tensors, *, strict):
     them. Slots shaped unlike their variable (Adafactor's) hold no per-entry
     state. `strict` refuses what cannot be matched.
     """
+    for slot, mask in _pruned_slots(optimizer, model, tensors, strict=strict):
+        slot.assign(multiply_by_mask(slot, mask))
+
+
+# Keras optimizers whose update takes the square root of the slots below
+# (without adding epsilon first), and whose update of an entry is zero
+# whatever those slots hold there once its gradient and first moment are.
+# Exact types: a subclass may use the slots otherwise. (RMSprop adds epsilon
+# before its square root.)
+_SQRT_SLOTS = {
+    keras.optimizers.Adam: ("_velocity", "_velocity_hat"),
+    keras.optimizers.AdamW: ("_velocity", "_velocity_hat"),
+    keras.optimizers.Nadam: ("_velocity",),
+    keras.optimizers.Lamb: ("_velocity",),
+}
+#: Steps between two fills. A second moment filled with 1.0 decays by
+#: `beta_2` a step where the gradient is zero: 0.9 ** 100 is 2.7e-5, far from
+#: float32's subnormals (below 1.2e-38), which are slower still than zeros.
+FILL_EVERY = 100
+
+
+def _square_root_slots(optimizer):
+    """The suffixes of `optimizer`'s slots to fill, or None."""
+    kind = type(getattr(optimizer, "inner_optimizer", optimizer))
+    for cls, suffixes in _SQRT_SLOTS.items():
+        # On PyTorch, `keras.optimizers.Adam()` makes Keras's own subclass
+        # `torch_adam.Adam`: the same update in `torch._foreach_*` ops.
+        twin = cls in kind.__bases__ and kind.__module__.startswith(
+            "keras.src.backend.torch.optimizers."
+        )
+        if kind is cls or twin:
+            return suffixes
+    return None
+
+
+def fills_square_root_slots(optimizer):
+    """Whether `fill_square_root_slots` applies to `optimizer`.
+
+    True on the PyTorch backend for Keras's Adam, AdamW, Nadam and Lamb
+    (also inside a `LossScaleOptimizer`). PyTorch's x86 CPU builds take
+    square roots with MKL's vector math library, which sends every exact
+    zero down a slow scalar path (3-15x slower per element), and a pruned
+    weight's second moment is exactly zero: 6% of a training step of a
+    half-pruned transformer block (`benchmarks/overhead.py`).
+    """
+    if keras.backend.backend() != "torch":
+        return False
+    return _square_root_slots(optimizer) is not None
+
+
+def fill_square_root_slots(optimizer, model, tensors):
+    """Puts 1.0 in the pruned entries of the slots an update takes roots of.
+
+    An entry whose gradient and first moment are zero gets a zero update
+    from Adam (and the optimizers of `fills_square_root_slots`) whatever its
+    second moment holds, so filling the pruned entries of the second moment
+    with 1.0 changes no weight and no other slot: the same training, bit for
+    bit, without square roots of exact zeros. The filled value decays on
+    every step, so a training loop fills again every `FILL_EVERY` steps;
+    `set_masks` zeroes it like any other slot.
+    """
+    suffixes = _square_root_slots(optimizer)
+    if suffixes is None:
+        raise ValueError(
+            "Expected Keras's Adam, AdamW, Nadam or Lamb, whose updates leave "
+            "an entry of zero gradient and first moment where it is whatever "
+            f"its second moment holds. Received: {optimizer!r}."
+        )
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    for slot, mask in _pruned_slots(inner, model, tensors, strict=False):
+        if slot.path.endswith(suffixes):
+            value = slot.value
+            slot.assign(keras.ops.where(mask > 0, value, keras.ops.ones_like(value)))
+
+
+def _pruned_slots(optimizer, model, tensors, *, strict):
+    """Yields `(slot, mask)` for each per-entry slot of a prunable weight."""
     if not optimizer.built:
         return  # No slots yet: `build` makes them zero.
     model_variables = {id(v) for v in model.trainable_variables}
@@ -77,7 +171,7 @@ def mask_keras_slots(optimizer, model, tensors, *, strict):
         if owner is None or id(owner) not in masks:
             continue
         if tuple(slot.shape) == tuple(owner.shape):
-            slot.assign(multiply_by_mask(slot, masks[id(owner)]))
+            yield slot, masks[id(owner)]
     if strict and unmatched:
         raise ValueError(
             f"The optimizer {optimizer.name!r} holds variables {unmatched} "

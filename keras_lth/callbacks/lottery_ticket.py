@@ -13,6 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_lth import optimizer_slots
 from keras_lth import pruning
 from keras_lth import results as results_lib
 from keras_lth._checks import check_choice
@@ -162,6 +163,7 @@ class LotteryTicket(keras.callbacks.Callback):
         self._summaries = None if log_dir is None else SparsitySummaries(log_dir)
         self.log_dir = None if log_dir is None else self._summaries.log_dir
         self.verbose = verbose
+        self._fill_at = None  # Set by `on_train_begin`.
         self._reset()
 
     @property
@@ -253,6 +255,10 @@ class LotteryTicket(keras.callbacks.Callback):
         optimizer = self.model.optimizer
         if not optimizer.built:
             optimizer.build(self.model.trainable_variables)
+        # The batch before which `on_train_batch_begin` fills next, if at all.
+        self._fill_at = (
+            0 if optimizer_slots.fills_square_root_slots(optimizer) else None
+        )
         restored = None
         path = self._checkpoint_path()
         if self._loaded:  # By `load_state`: the model comes from the user.
@@ -283,6 +289,8 @@ class LotteryTicket(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._print_pending_line()
+        if self._fill_at is not None:  # Batches count from 0 again.
+            self._fill_at = 0
         if self._summaries is not None:
             self._summaries.on_epoch_begin(epoch, logs)
         checkpoint.check_start_epoch(
@@ -293,6 +301,13 @@ class LotteryTicket(keras.callbacks.Callback):
         )
 
     def on_train_batch_begin(self, batch, logs=None):
+        if self._fill_at is not None and batch >= self._fill_at:
+            # PyTorch's CPU square roots of exact zeros are slow; this changes
+            # no update: see `optimizer_slots.fill_square_root_slots`.
+            model = self.model
+            tensors = require_prunable_tensors(model)
+            optimizer_slots.fill_square_root_slots(model.optimizer, model, tensors)
+            self._fill_at = batch + optimizer_slots.FILL_EVERY
         # A mid-epoch rewind point (`rewind=k`) is taken before step k + 1
         # runs. The step count comes from Python (the steps of the epochs
         # done, plus `batch`), so no batch reads the device, except the one
@@ -342,6 +357,8 @@ class LotteryTicket(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._print_pending_line()
+        if self._fill_at is not None:  # Zero again, as outside `fit` they are.
+            set_masks(self.model, {})
         self._loaded = False
         if self._summaries is not None:
             self._summaries.close()
@@ -536,7 +553,9 @@ class LotteryTicket(keras.callbacks.Callback):
                 "model": _values(self.model.variables),
                 "optimizer": _values(self.model.optimizer.variables),
             }
-        checkpoint.write_state(path, self._config(), self._run, live)
+        checkpoint.write_state(
+            path, ticket_options.saved_settings(self), self._run, live
+        )
 
     def load_state(self, path):
         """Loads a state written by `save_state`; `fit` then continues it.
@@ -567,7 +586,9 @@ class LotteryTicket(keras.callbacks.Callback):
         saved, run, live = checkpoint.read_state(path)
         saved = ticket_options.settings_with_defaults(saved)
         seed = self.seed if self._seed_given else saved.get("seed", self.seed)
-        checkpoint.check_settings(path, saved, self._config(seed))
+        checkpoint.check_settings(
+            path, saved, ticket_options.saved_settings(self, seed)
+        )
         return saved, run, live
 
     def _adopt(self, path, config, run):
@@ -592,27 +613,6 @@ class LotteryTicket(keras.callbacks.Callback):
         # early-bird rounds may finish before `total_epochs`) trains no more.
         finished = len(self.results) == self.rounds
         self.model._initial_epoch = self.total_epochs if finished else run.epochs_done
-
-    def _config(self, seed=None):
-        return {
-            "rounds": self.rounds,
-            "epochs_per_round": self.epochs_per_round,
-            "prune_rate": self.prune_rate,
-            "strategy": self.strategy,
-            "min_density": self.min_density,
-            "layer_rates": self.layer_rates,
-            "block": ticket_options.block_config(self.block),
-            "granularity": self.granularity,
-            "refill": self.refill,
-            "rewind": self.rewind,
-            "one_shot": self.one_shot,
-            "early_bird": self.early_bird,
-            "early_bird_distance": self.early_bird_distance,
-            "early_bird_window": self.early_bird_window,
-            "monitor": self.monitor,
-            "mode": self.mode,
-            "seed": self.seed if seed is None else seed,
-        }
 
 
 def _values(variables):

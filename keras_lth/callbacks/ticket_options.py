@@ -19,6 +19,7 @@ __all__ = [
     "check_granularity",
     "check_one_shot",
     "check_rewind_point",
+    "saved_settings",
     "settings_with_defaults",
     "unit_axes_of",
 ]
@@ -138,6 +139,40 @@ def unit_axes_of(tensors):
             stacklevel=3,
         )
     return axes
+
+
+# The settings a run-state file holds, checked on resume.
+_SAVED = (
+    "rounds",
+    "epochs_per_round",
+    "prune_rate",
+    "strategy",
+    "min_density",
+    "layer_rates",
+    "block",
+    "granularity",
+    "refill",
+    "rewind",
+    "one_shot",
+    "early_bird",
+    "early_bird_distance",
+    "early_bird_window",
+    "monitor",
+    "mode",
+    "seed",
+)
+
+
+def saved_settings(ticket, seed=None):
+    """A `LotteryTicket`'s settings as its run-state file holds them.
+
+    `seed`, if given, stands for the ticket's (a resumed run's drawn seed).
+    """
+    settings = {name: getattr(ticket, name) for name in _SAVED}
+    settings["block"] = block_config(ticket.block)
+    if seed is not None:
+        settings["seed"] = seed
+    return settings
 
 
 def settings_with_defaults(saved):
