@@ -4,7 +4,7 @@ PyTorch's CPU square root is slow on exact zeros, and Adam's second moment
 is exactly zero at a pruned weight. `fill_square_root_slots` puts 1.0 there
 instead; these tests check that this changes no training at all, on every
 backend (the fill itself is plain `keras.ops`), and that `LotteryTicket`
-fills on PyTorch only.
+fills on PyTorch only, and `GradualPruning` likewise.
 """
 
 import keras
@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 from keras import ops
 
+from keras_lth import GradualPruning
 from keras_lth import LotteryTicket
 from keras_lth import mask_model
 from keras_lth import optimizer_slots
 from keras_lth import set_masks
 from keras_lth.masking import prunable_tensors
+from keras_lth.schedules import PolynomialDecay
 
 OPTIMIZERS = {
     "adam": lambda: keras.optimizers.Adam(1e-2),
@@ -163,3 +165,37 @@ def test_lottery_ticket_fills_on_torch_only_and_trains_the_same(monkeypatch):
     filled_now = any(np.any(v[m == 0] > 0) for v, m in moments.values())
     assert not filled_now  # Zeroed again when `fit` ends.
     assert (ticket._fill_at is not None) is (keras.backend.backend() == "torch")
+
+
+def test_gradual_pruning_fills_and_trains_the_same(monkeypatch):
+    x, y = data()
+    seen = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            moments = second_moments(self.model)
+            seen.append(all(np.all(v[m == 0] > 0) for v, m in moments.values()))
+
+    def run(fill):
+        monkeypatch.setattr(
+            optimizer_slots, "fills_square_root_slots", lambda optimizer: fill
+        )
+        model = half_pruned_model(keras.optimizers.Adam(1e-2))
+        set_masks(model, {})  # All ones: the schedule prunes.
+        schedule = PolynomialDecay(0.0, 0.8, begin_step=2, end_step=8, frequency=2)
+        callbacks = [GradualPruning(schedule)] + ([Spy()] if fill else [])
+        model.fit(
+            x, y, batch_size=16, epochs=3, shuffle=False, verbose=0, callbacks=callbacks
+        )
+        return model
+
+    filled, plain = run(True), run(False)
+    for a, b in zip(filled.weights, plain.weights, strict=True):
+        np.testing.assert_array_equal(
+            ops.convert_to_numpy(a), ops.convert_to_numpy(b), err_msg=a.path
+        )
+    # From the first pruning step (before batch 2) on, every batch saw the
+    # pruned entries filled, also right after a step that pruned more.
+    assert seen[2:] == [True] * 10
+    for path, (value, mask) in second_moments(filled).items():
+        assert np.all(value[mask == 0] == 0), path  # Zeroed when `fit` ended.

@@ -17,7 +17,9 @@ exact (`floor(sparsity * n + 0.5)` of `n` weights, or of `n` blocks with
 `block`; see `keras_lth.pruning.prune_to_sparsity`), and nothing
 grows back: a schedule whose sparsity goes down prunes nothing more. Pruned
 weights and their optimizer slots (momentum, Adam moments) are zeroed by
-`keras_lth.set_masks` and stay zero while training goes on.
+`keras_lth.set_masks` and stay zero while training goes on (but for the
+second moments that the callback fills on PyTorch while `fit` runs, which
+changes no update: see `keras_lth.optimizer_slots`).
 
 **Cost.** The schedule is evaluated in Python before every batch, with no
 device access: the step is read from the optimizer once per epoch and
@@ -49,6 +51,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_lth import optimizer_slots
 from keras_lth._checks import check_count
 from keras_lth._compat import refuse_tf_distribute_off_tensorflow
 from keras_lth._compat import sync_backend_state
@@ -146,6 +149,7 @@ class GradualPruning(keras.callbacks.Callback):
         self.history = []
         self._epoch_start = None  # Optimizer step when the epoch began.
         self._checked = None  # Last step the schedule was asked about.
+        self._fill_at = None  # Batch of the next `_fill`, if any.
 
     def __deepcopy__(self, memo):
         # keras-tuner deep-copies callbacks for every trial. Copy everything
@@ -172,6 +176,8 @@ class GradualPruning(keras.callbacks.Callback):
         if not optimizer.built:
             optimizer.build(self.model.trainable_variables)
         self._reset()
+        if optimizer_slots.fills_square_root_slots(optimizer):
+            self._fill_at = 0
         step = self._read_step()
         self._checked = step - 1
         # Ask once now, so that a schedule of the wrong kind fails before
@@ -187,6 +193,8 @@ class GradualPruning(keras.callbacks.Callback):
             # The step went back (a rewind restored the optimizer's iteration
             # count): follow the schedule again from there.
             self._checked = self._epoch_start - 1
+        if self._fill_at is not None:  # Batches count from 0 again.
+            self._fill_at = 0
 
     def on_train_batch_begin(self, batch, logs=None):
         if self._epoch_start is None:
@@ -198,9 +206,21 @@ class GradualPruning(keras.callbacks.Callback):
         self._checked = step
         if due is not None:
             self._prune(step, due)
+            if self._fill_at is not None:  # `set_masks` zeroed the slots.
+                self._fill_at = batch
+        if self._fill_at is not None and batch >= self._fill_at:
+            # PyTorch's CPU square roots of exact zeros are slow; this changes
+            # no update: see `optimizer_slots.fill_square_root_slots`.
+            model = self.model
+            tensors = require_prunable_tensors(model)
+            optimizer_slots.fill_square_root_slots(model.optimizer, model, tensors)
+            self._fill_at = batch + optimizer_slots.FILL_EVERY
 
     def on_train_end(self, logs=None):
         self._epoch_start = None
+        if self._fill_at is not None:  # Zero again, as outside `fit` they are.
+            set_masks(self.model, {})
+            self._fill_at = None
 
     # --------------------------------------------------------------- steps
 

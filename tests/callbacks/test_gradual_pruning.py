@@ -311,7 +311,10 @@ def test_touches_the_model_only_in_batches_that_prune():
     pruner.touched = []
     fit(build(), [pruner], epochs=1)
     assert [t for t, _ in pruner.history] == [3, 6]
-    assert sorted(set(pruner.touched)) == [3, 6]
+    # On PyTorch it also fills Adam's second moments before the first batch
+    # of each epoch (`optimizer_slots.fill_square_root_slots`).
+    filled = [0] if keras.backend.backend() == "torch" else []
+    assert sorted(set(pruner.touched)) == filled + [3, 6]
 
 
 # --- Other schedules: duck-typed, bare ----------------------------------------
