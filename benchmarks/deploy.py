@@ -30,8 +30,9 @@ model); bytes; median `invoke` time at batch 1, 1 thread, every file timed
 interleaved in one loop by `benchmarks/litert.py`'s `time_and_score`, beside
 a call floor; Keras `predict_on_batch` on CPU at batch 1 and 256,
 interleaved. Ratios are to the dense model of the same precision. The
-targets of issue 19 are checked under the table. Not yet covered: Conv-4 and
-ResNet-20, the issue's other two networks.
+targets of issue 19 are checked under the table. Conv-4 and ResNet-20, the
+issue's other two networks: `deploy_convnets.py`. The steps both scripts
+share are in `_deploy_common.py`.
 
 Resumable: each training lives in `<output>/train/<name>/` (a `LotteryTicket`
 checkpoint, then its kept models and `done.json`), each file and its report
@@ -43,17 +44,15 @@ in `<output>/litert/`; what exists is skipped. Writes `results.json`,
 """
 
 import argparse
-import dataclasses
-import json
+import functools
 import math
-import os
 import pathlib
-import platform
-import statistics
 import sys
-import time
-import types
 
+import _deploy_common as common
+from _deploy_common import Row
+from _deploy_common import done
+from _deploy_common import log
 from _deploy_report import check_targets
 from _deploy_report import plot
 from _deploy_report import report_lines
@@ -63,7 +62,6 @@ from litert import time_and_score
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 HIDDEN = (300, 100)
-CALIBRATION = 500  # int8 calibration images (100 left an output clipped).
 MODES = {
     "full": dict(
         data=str(DATA / "mnist-full"), train=None, epochs=12, rounds=15,
@@ -77,33 +75,14 @@ MODES = {
     ),
 }  # fmt: skip
 #: What the trainings depend on: an output folder holds one of each.
-TRAINING_KEYS = ("data", "train", "epochs", "rounds", "unit_shapes", "unit_steps")
+TRAINING_KEYS = (
+    "data", "train", "epochs", "rounds", "unit_shapes", "unit_steps", "seed",
+)  # fmt: skip
 STRUCTURED = {
     "unit": "unit IMP, shrunk",
     "refill": "unit IMP + refill, shrunk",
     "control": "dense from scratch (control)",
 }
-
-
-@dataclasses.dataclass
-class Row:
-    """One LiteRT file; `time_and_score` sets the last two fields."""
-
-    label: str
-    model: str  # A key of `load_models`.
-    quantize: str | None
-    sparse: bool  # Whether LiteRT's sparse encoding is asked for.
-    shape: str = ""
-    weights: int = 0  # Nonzero kernel entries of the Keras model.
-    keras_accuracy: float = 0.0
-    keras_us: dict = dataclasses.field(default_factory=dict)
-    report: object = None
-    litert_accuracy: float = 0.0
-    median_us: float = 0.0
-
-    @property
-    def precision(self):
-        return self.quantize or "float32"
 
 
 def rows_of(settings):
@@ -125,15 +104,6 @@ def rows_of(settings):
 # ------------------------------------------------------------- settings
 
 
-def _count(minimum):
-    def parse(text):
-        if not text.isdigit() or int(text) < minimum:
-            raise argparse.ArgumentTypeError(f"expected an int >= {minimum}: {text}")
-        return int(text)
-
-    return parse
-
-
 def _shape(text):
     shape = [int(n) for n in text.split(",") if n.isdigit()]
     if len(shape) != 2 or not all(0 < n <= h for n, h in zip(shape, HIDDEN)):
@@ -143,24 +113,12 @@ def _shape(text):
 
 def parse_args(argv=None):
     """The run's settings: the mode's, with the options given on top."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add = parser.add_argument
-    add("--quick", action="store_true", help="a smoke run on ../mnist")
-    add("--output", help="output folder (default runs/deploy)")
-    add("--data-path", dest="data", help="MNIST folder (default: per mode)")
-    add("--epochs-per-round", dest="epochs", type=_count(1), help="default 12")
-    add("--rounds", type=_count(2), help="IMP rounds (default 15: 4.4%% left)")
+    parser = common.settings_parser(__doc__.split("\n")[0], MODES)
+    count, add = common.int_at_least, parser.add_argument
+    add("--rounds", type=count(2), help="IMP rounds (default 15: 4.4%% left)")
     add("--unit-shapes", nargs="+", type=_shape, help="default 64,32 48,24")
-    add("--unit-steps", type=_count(1), help="default: fc1 about 20%% a step")
-    add("--workers", type=_count(1), help="trainings at a time (default 2)")
-    add("--runs", type=_count(1), help="timed invokes per file (default 3000)")
-    add("--seed", type=_count(0), default=0)
-    args = vars(parser.parse_args(argv))
-    settings = MODES["quick" if args.pop("quick") else "full"]
-    settings = {**settings, **{k: v for k, v in args.items() if v is not None}}
-    if os.environ.setdefault("KERAS_BACKEND", "tensorflow") != "tensorflow":
-        parser.error("LiteRT export needs KERAS_BACKEND=tensorflow.")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    add("--unit-steps", type=count(1), help="default: fc1 about 20%% a step")
+    settings = common.settings_of(parser, MODES, argv)
     try:
         for shape in settings["unit_shapes"]:
             unit_rates(shape, settings)
@@ -198,30 +156,7 @@ def unit_rates(shape, settings):
     return steps, rates
 
 
-def log(text):
-    """Prints `text` with the minutes since the run began (workers too)."""
-    began = float(os.environ.setdefault("DEPLOY_BEGAN", str(time.time())))
-    print(f"{text} ({(time.time() - began) / 60:.1f} min)", flush=True)
-
-
 # ------------------------------------------------------------ trainings
-
-
-def load_splits(settings):
-    import keras_lth as lth
-
-    splits = lth.datasets.load_mnist(settings["data"], flatten=False)
-    if settings["train"]:
-        x, y = splits.train
-        n = settings["train"]
-        splits = dataclasses.replace(splits, train=(x[:n], y[:n]))
-    return splits
-
-
-def done(output, name):
-    """The `done.json` of a finished training, else None."""
-    path = pathlib.Path(output) / "train" / name / "done.json"
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def trainings(settings):
@@ -232,20 +167,48 @@ def trainings(settings):
     return found
 
 
-def plan(name, settings, output):
-    """`(rounds, kept rounds, LotteryTicket kwargs, hidden widths)` of a task."""
+def after(name):
+    """The training that must be done before `name`: a control's unit run."""
     kind, _, tag = name.partition("_")
-    rounds = settings["rounds"]
-    paper = {"prune_rate": 0.2, "layer_rates": {"output": 0.1}}
+    return f"unit_{tag}" if kind == "control" else None
+
+
+def plan(name, settings, output):
+    """The `common.Plan` of a training: rounds, kept rounds, options, widths."""
+    kind, _, tag = name.partition("_")
+    rounds, seed, widths = settings["rounds"], settings["seed"], HIDDEN
     if kind == "control":
-        return 1, (0,), {}, tuple(done(output, f"unit_{tag}")["shape"])
-    if kind in ("unit", "refill"):
+        widths = tuple(done(output, f"unit_{tag}")["shape"])
+        rounds, keep, options = 1, (0,), {}
+    elif kind in ("unit", "refill"):
         steps, rates = unit_rates([int(n) for n in tag.split("x")], settings)
-        options = {"layer_rates": rates, "refill": kind == "refill"}
-        return steps + 1, (steps,), {"granularity": "unit", **options}, HIDDEN
-    block = {"block4": (1, 4), "block16": (1, 16)}.get(kind)
-    keep = (0, rounds - 1) if kind == "imp" else (rounds - 1,)
-    return rounds, keep, {**paper, "block": block}, HIDDEN
+        rounds, keep = steps + 1, (steps,)
+        options = {"granularity": "unit", "layer_rates": rates}
+        options["refill"] = kind == "refill"
+    else:
+        keep = (0, rounds - 1) if kind == "imp" else (rounds - 1,)
+        options = {"prune_rate": 0.2, "layer_rates": {"output": 0.1}}
+        options["block"] = {"block4": (1, 4), "block16": (1, 16)}.get(kind)
+    return common.Plan(
+        rounds,
+        keep,
+        options,
+        make=lambda: build(widths, seed),
+        note=f", {widths}",
+        test_data=True,
+        summary=_shrunk_widths,
+    )
+
+
+def _shrunk_widths(path):
+    """`done.json`'s `shape`: the hidden widths of the model at `path`, shrunk."""
+    import keras
+
+    import keras_lth as lth
+
+    small = lth.shrink(keras.saving.load_model(path))
+    shape = [layer.units for layer in dense_layers(small)[:-1]]
+    return {"shape": shape}, f", shrunk hidden widths {shape}"
 
 
 def build(widths, seed):
@@ -279,106 +242,7 @@ def dense_layers(model):
 
 def train(name, settings, output):
     """Runs (or resumes) one training, then writes its `done.json`."""
-    import keras
-
-    import keras_lth as lth
-    from keras_lth.callbacks import checkpoint
-    from keras_lth.saving import atomic_write_text
-
-    if done(output, name):
-        return
-    folder, began = pathlib.Path(output) / "train" / name, time.perf_counter()
-    rounds, keep, kwargs, widths = plan(name, settings, output)
-    epochs, seed = settings["epochs"], settings["seed"]
-    splits = load_splits(settings)
-    model = build(widths, seed)
-    state = folder / "imp" / checkpoint.CHECKPOINT_NAME
-    start = checkpoint.read_state(state)[1].epochs_done if state.exists() else 0
-    options = dict(test_data=splits.test, seed=seed, verbose=0, **kwargs)
-    ticket = lth.LotteryTicket(rounds, epochs, checkpoint_dir=folder / "imp", **options)
-
-    def line(row):
-        return (
-            f"{name}: round {row['round'] + 1}/{rounds}, "
-            f"{100 * row['weights_remaining']:.1f}% of weights left, test acc "
-            f"{100 * row['test']['accuracy']:.2f}% (epoch {row['best_epoch']})"
-        )
-
-    class Recorder(keras.callbacks.Callback):
-        """Keeps every epoch of the kept rounds (it runs before the ticket
-        prunes and rewinds) and logs each round."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            r, e = divmod(epoch, epochs)
-            if r in keep:
-                path = folder / f"round_{r:02d}_epoch_{e + 1:02d}.keras"
-                lth.save_model(lth.strip_masks(self.model), path)
-
-        def on_epoch_begin(self, epoch, logs=None):
-            if ticket.results and epoch % epochs == 0 and epoch > start:
-                log("  " + line(ticket.results[-1]))
-
-    resumed = f", resumed at epoch {start}" if start else ""
-    log(f"{name}: training {rounds} round(s) x {epochs} epochs, {widths}{resumed}")
-    steps = math.ceil(len(splits.train[1]) / 60)
-    model.fit(
-        lth.datasets.ShuffledBatches(
-            *splits.train, batch_size=60, seed=seed, start_step=start * steps
-        ),
-        steps_per_epoch=steps,
-        epochs=ticket.total_epochs,
-        validation_data=splits.validation,
-        validation_batch_size=1000,
-        callbacks=[Recorder(), ticket],
-        shuffle=False,
-        verbose=0,
-    )
-    best = {r: ticket.results[r]["best_epoch"] for r in keep}
-    kept = {r: f"round_{r:02d}_epoch_{e:02d}.keras" for r, e in best.items()}
-    small = lth.shrink(keras.saving.load_model(folder / kept[keep[-1]]))
-    result = {
-        "rounds": ticket.results,
-        "kept": kept,
-        "shape": [layer.units for layer in dense_layers(small)[:-1]],
-        "minutes": (time.perf_counter() - began) / 60,
-    }
-    atomic_write_text(folder / "done.json", json.dumps(result, indent=1))
-    log(f"{line(ticket.results[-1])}; done, shrunk hidden widths {result['shape']}")
-
-
-def _one_thread():
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-
-
-def run_trainings(settings, output):
-    """Runs the trainings not done yet, `workers` at a time, in order."""
-    waiting = [name for name in trainings(settings) if not done(output, name)]
-    if settings["workers"] == 1 or len(waiting) <= 1:
-        for name in waiting:
-            train(name, settings, output)
-        return
-    import concurrent.futures as cf
-    import multiprocessing
-
-    def ready(name):
-        kind, _, tag = name.partition("_")
-        return kind != "control" or done(output, f"unit_{tag}")
-
-    context = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(
-        settings["workers"], mp_context=context, initializer=_one_thread
-    ) as pool:
-        running = set()
-        while waiting or running:
-            for name in [name for name in waiting if ready(name)]:
-                running.add(pool.submit(train, name, settings, str(output)))
-                waiting.remove(name)
-            finished, running = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-            for future in finished:
-                future.result()  # A failed training fails the run.
+    common.train(name, settings, output, plan)
 
 
 # -------------------------------------------------------------- measuring
@@ -386,16 +250,10 @@ def run_trainings(settings, output):
 
 def load_models(settings, output):
     """`{model key: plain Keras model}` of the rows, and the IMP shrink report."""
-    import keras
-
     import keras_lth as lth
 
-    def load(name, index=-1):
-        kept = list(done(output, name)["kept"].values())
-        return keras.saving.load_model(output / "train" / name / kept[index])
-
-    models = {name: load(name) for name in trainings(settings)}
-    models["dense"] = load("imp", 0)
+    models = {name: common.load_kept(output, name) for name in trainings(settings)}
+    models["dense"] = common.load_kept(output, "imp", 0)
     models["imp_shrunk"], report = lth.shrink(models["imp"], return_report=True)
     for name in trainings(settings):
         if name.startswith(("unit", "refill")):
@@ -405,110 +263,32 @@ def load_models(settings, output):
 
 def describe(row, model, splits):
     """Sets the row's Keras test accuracy, layer widths and nonzero weights."""
-    import keras
-    import numpy as np
-
-    x, y = splits.test
-    logits = model.predict(x, batch_size=1000, verbose=0)
-    row.keras_accuracy = float(np.mean(logits.argmax(axis=1) == y))
     dense = dense_layers(model)
-    row.shape = "-".join(str(n) for n in [784] + [layer.units for layer in dense])
-    kernels = [keras.ops.convert_to_numpy(layer.kernel) for layer in dense]
-    row.weights = int(sum(np.count_nonzero(kernel) for kernel in kernels))
-
-
-def export(row, model, splits, folder):
-    """Writes the row's LiteRT file, or reuses the one written from the same
-    weights; `row.report` is its `ExportReport`, as a namespace."""
-    import numpy as np
-
-    from keras_lth import export_litert
-    from keras_lth.saving import atomic_write_text
-
-    slug = f"{row.model}_{row.precision}"
-    path, meta = folder / f"{slug}.tflite", folder / f"{slug}.json"
-    checksum = float(sum(np.abs(w).sum() for w in model.get_weights()))
-    saved = json.loads(meta.read_text()) if meta.exists() else {}
-    if not (path.exists() and np.isclose(saved.get("checksum", -1), checksum)):
-        report = export_litert(
-            model,
-            path,
-            quantize=row.quantize,
-            representative_data=splits.train[0][:CALIBRATION] if row.quantize else None,
-            sample_inputs=splits.test[0][:32],
-            sparse=row.sparse,
-            latency_runs=0,  # Timed later, every file in one loop.
-        )
-        saved = {**dataclasses.asdict(report), "checksum": checksum}
-        atomic_write_text(meta, json.dumps(saved, indent=1))
-    row.report = types.SimpleNamespace(**{**saved, "path": str(path)})
-
-
-def keras_latency(models, x, runs):
-    """`{key: {batch: median us}}` of `predict_on_batch`, interleaved."""
-    keys, medians = list(models), {key: {} for key in models}
-    for batch, count in ((1, runs), (256, max(10, runs // 3))):
-        inputs, times = x[:batch], {key: [] for key in keys}
-        for key in keys:
-            models[key].predict_on_batch(inputs)  # Traces the function.
-        for index in range(-(-count // 10)):
-            for key in keys if index % 2 == 0 else keys[::-1]:
-                call = models[key].predict_on_batch
-                for _ in range(10):
-                    begin = time.perf_counter()
-                    call(inputs)
-                    times[key].append(time.perf_counter() - begin)
-        for key in keys:
-            medians[key][batch] = statistics.median(times[key]) * 1e6
-    return medians
+    shape = "-".join(str(n) for n in [784] + [layer.units for layer in dense])
+    common.describe(row, model, splits, layers=dense, shape=shape, batch_size=1000)
 
 
 # --------------------------------------------------------------- reporting
 
 
-def environment():
-    from importlib.metadata import version
-
-    import keras
-
-    return (
-        f"Keras {keras.__version__}, backend {keras.backend.backend()}, TensorFlow "
-        f"{version('tensorflow')}, ai-edge-litert {version('ai-edge-litert')}, "
-        f"Python {platform.python_version()}, {os.cpu_count()} CPUs"
-    )
-
-
 def main(argv=None):
     settings = parse_args(argv)
-    os.environ["DEPLOY_BEGAN"] = str(time.time())
-    output = pathlib.Path(settings["output"])
-    output.mkdir(parents=True, exist_ok=True)
-    wanted = {key: settings[key] for key in (*TRAINING_KEYS, "seed")}
-    saved = output / "settings.json"
-    if saved.exists() and json.loads(saved.read_text()) != wanted:
-        sys.exit(f"error: {output} holds a run with other settings: {saved}")
-    from keras_lth.saving import atomic_write_text
-
-    atomic_write_text(saved, json.dumps(wanted))
-    print(f"Deploy benchmark: {environment()}\n{json.dumps(settings)}", flush=True)
-    run_trainings(settings, output)
+    output = common.start_run(settings, TRAINING_KEYS, "Deploy benchmark")
+    common.run_trainings(settings, output, trainings(settings), train, after)
 
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")  # Retracing warnings: one trace per model.
-    splits = load_splits(settings)
+    splits = common.load_splits(settings)
     models, shrunk = load_models(settings, output)
     folder = output / "litert"
     folder.mkdir(exist_ok=True)
     rows = rows_of(settings)
     log(f"Exporting {len(rows)} LiteRT files (each checked against Keras)")
-    for row in rows:
-        describe(row, models[row.model], splits)
-        export(row, models[row.model], splits, folder)
+    how = functools.partial(describe, splits=splits)
+    common.export_rows(rows, models, splits, folder, how)
     log("Timing Keras, then the LiteRT files, interleaved")
-    keras_us = keras_latency(models, splits.test[0], settings["keras_runs"])
-    for row in rows:
-        row.keras_us = keras_us[row.model]
+    common.time_keras(rows, models, splits.test[0], settings["keras_runs"])
     data = (None, None, *splits.test)
     floor_us = time_and_score(rows, data, settings["runs"], export_floor(str(folder)))
     targets = check_targets(rows)
@@ -517,30 +297,26 @@ def main(argv=None):
         for tag, shape in zip(tags(settings), settings["unit_shapes"])
     }
     header = (
-        f"{environment()}. Data: {(splits.note or splits.source).rstrip('.')}. "
+        f"{common.environment()}. Data: {(splits.note or splits.source).rstrip('.')}. "
         f"Budget: {settings['epochs']} epochs per round, the weights of the epoch "
-        f"of least validation loss; Adam 1.2e-3, batch 60, seed {settings['seed']}. "
-        f"Unit IMP (steps, rates) per shape: {steps}."
+        f"of least validation loss; Adam 1.2e-3, batch {common.BATCH}, "
+        f"seed {settings['seed']}. Unit IMP (steps, rates) per shape: {steps}."
     )
     lines = report_lines(
         rows, header=header, floor_us=floor_us, targets=targets, shrunk=shrunk
     )
-    report = "\n".join(lines)
-    print("\n" + report)
-    atomic_write_text(output / "table.md", report + "\n")
     plot(rows, output / "deploy.png", "LeNet-300-100 on MNIST, deployed to LiteRT")
+    found, checks = common.records(rows, targets)
     results = {
-        "settings": settings,
-        "environment": environment(),
-        "rows": [{**dataclasses.asdict(r), "report": vars(r.report)} for r in rows],
-        "targets": [dict(zip(("target", "measured", "met"), t)) for t in targets],
+        "rows": found,
+        "targets": checks,
         "floor_us": floor_us,
         "imp_shrink": {"units": shrunk.units, "params": shrunk.params_after},
-        "trainings": {name: done(output, name) for name in trainings(settings)},
-        "wall_minutes_this_run": (time.time() - float(os.environ["DEPLOY_BEGAN"])) / 60,
     }
-    atomic_write_text(output / "results.json", json.dumps(results, indent=1))
-    log(f"Wrote {output}/results.json, table.md and deploy.png")
+    names = trainings(settings)
+    common.finish_run(
+        output, lines, results, settings=settings, names=names, plots="deploy.png"
+    )
     return 0
 
 

@@ -17,8 +17,10 @@ thread each):
   layer of Conv-4 (64 -> 27 filters, 256 -> 108 units) and 33% of the inner
   filters of ResNet-20's blocks (16/32/64 -> 5/9/19; the residual stream,
   which every block's `Add` sums, keeps its width). A unit is its kernel
-  column with its bias and BatchNorm scale and offset (see
-  `_deploy_convnets_models`). Its round 0 is the dense network.
+  column with its bias and BatchNorm scale and offset, which `LotteryTicket`
+  holds at zero once the column is pruned
+  (`keras_lth.structured.hold_pruned_units`), so a pruned filter outputs
+  zero and `shrink` removes it. Its round 0 is the dense network.
 * `control_<net>`: a dense network of the shrunk ticket's exact shape,
   trained from scratch for one round (Liu et al. 2019).
 * `imp_<net>` (`--unstructured`, off by default): unstructured IMP, the same
@@ -33,6 +35,7 @@ its Keras model); bytes; median `invoke` time at batch 1, 1 thread, every
 file timed interleaved by `litert.py`'s `time_and_score`; Keras
 `predict_on_batch` on CPU at batch 1 and 256. Ratios are to the dense model of
 the same precision. Issue 19's convnet targets are checked under the tables.
+The steps both deploy scripts share are in `_deploy_common.py`.
 
 Resumable: each training lives in `<output>/train/<name>/`, each file in
 `<output>/litert/<net>/`; what exists is skipped. Writes `results.json`,
@@ -49,31 +52,24 @@ busy one; exporting, scoring and timing 12 files adds 5 to 10 minutes.
     python benchmarks/deploy_convnets.py --quick    # on ../mnist, 2-3 minutes
 """
 
-import argparse
-import dataclasses
-import json
+import functools
 import math
-import os
 import pathlib
 import sys
 import time
 
+import _deploy_common as common
 import _deploy_convnets_models as nets
+from _deploy_common import Row
+from _deploy_common import log
 from _deploy_report import format_table
 from _deploy_report import plot
-from deploy import Row
-from deploy import _one_thread
-from deploy import done
-from deploy import environment
-from deploy import export
-from deploy import keras_latency
-from deploy import log
 from litert import export_floor
 from litert import time_and_score
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-BATCH, LEARNING_RATE = 60, 1e-3
+LEARNING_RATE = 1e-3
 MODES = {
     "full": dict(
         data=str(DATA / "mnist-full"), train=8000, epochs=3, steps=3,
@@ -110,37 +106,15 @@ def rows_of(network, settings):
 # ------------------------------------------------------------- settings
 
 
-def _count(minimum):
-    def parse(text):
-        if not text.isdigit() or int(text) < minimum:
-            raise argparse.ArgumentTypeError(f"expected an int >= {minimum}: {text}")
-        return int(text)
-
-    return parse
-
-
 def parse_args(argv=None):
     """The run's settings: the mode's, with the options given on top."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add = parser.add_argument
-    add("--quick", action="store_true", help="a smoke run on ../mnist")
-    add("--output", help="output folder (default runs/deploy_convnets)")
-    add("--data-path", dest="data", help="MNIST folder (default: per mode)")
-    add("--train", type=_count(60), help="training images used (default 8000)")
-    add("--epochs-per-round", dest="epochs", type=_count(1), help="default 3")
-    add("--steps", type=_count(1), help="unit IMP pruning steps (default 3)")
+    parser = common.settings_parser(__doc__.split("\n")[0], MODES)
+    count, add = common.int_at_least, parser.add_argument
+    add("--train", type=count(60), help="training images used (default 8000)")
+    add("--steps", type=count(1), help="unit IMP pruning steps (default 3)")
     add("--networks", nargs="+", choices=list(nets.NETWORKS), help="default both")
     add("--unstructured", action="store_true", default=None, help="add IMP rows")
-    add("--workers", type=_count(1), help="trainings at a time (default 2)")
-    add("--runs", type=_count(1), help="timed invokes per file (default 500)")
-    add("--seed", type=_count(0), default=0)
-    args = vars(parser.parse_args(argv))
-    settings = MODES["quick" if args.pop("quick") else "full"]
-    settings = {**settings, **{k: v for k, v in args.items() if v is not None}}
-    if os.environ.setdefault("KERAS_BACKEND", "tensorflow") != "tensorflow":
-        parser.error("LiteRT export needs KERAS_BACKEND=tensorflow.")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    return settings
+    return common.settings_of(parser, MODES, argv)
 
 
 def unit_widths(width, rate, steps):
@@ -157,168 +131,59 @@ def unit_widths(width, rate, steps):
 # ------------------------------------------------------------ trainings
 
 
-def load_splits(settings):
-    import keras_lth as lth
-
-    splits = lth.datasets.load_mnist(settings["data"], flatten=False)
-    x, y = splits.train
-    n = settings["train"]
-    return dataclasses.replace(splits, train=(x[:n], y[:n]))
-
-
 def trainings(settings):
     """The training names, unit runs first; each control after its unit run."""
     kinds = ["unit", "control"] + ["imp"] * settings["unstructured"]
     return [f"{kind}_{net}" for kind in kinds for net in settings["networks"]]
 
 
-def load_kept(output, name, index=-1):
-    import keras
-
-    kept = list(done(output, name)["kept"].values())
-    return keras.saving.load_model(output / "train" / name / kept[index])
+def after(name):
+    """The training that must be done before `name`: its network's unit run."""
+    kind, _, net = name.partition("_")
+    return None if kind == "unit" else f"unit_{net}"
 
 
 def shrunk_ticket(output, network):
-    """`(shrunk unit ticket, its ShrinkReport, channels cut, shrink alone)`.
-
-    `shrink alone` is the `ShrinkReport` of `shrink` on the ticket as
-    trained, without `cut_zero_channels`: what `shrink` removes by itself.
-    """
-    import warnings
-
+    """`(unit ticket, the same shrunk, its ShrinkReport)` of `network`."""
     import keras_lth as lth
 
-    ticket = load_kept(output, f"unit_{network.name}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        _, alone = lth.shrink(ticket, return_report=True)
-    cut = nets.cut_zero_channels(ticket, network)
+    ticket = common.load_kept(output, f"unit_{network.name}")
     small, report = lth.shrink(ticket, return_report=True)
-    return small, report, cut, alone
+    return ticket, small, report
 
 
 def plan(name, settings, output):
-    """`(rounds, kept rounds, LotteryTicket kwargs, model builder)` of a task."""
+    """The `common.Plan` of a training: rounds, kept rounds, options, model."""
     kind, _, net = name.partition("_")
     network, seed, steps = nets.NETWORKS[net], settings["seed"], settings["steps"]
     if kind == "control":
-        small = shrunk_ticket(pathlib.Path(output), network)[0]
-        return 1, (0,), {}, lambda: nets.dense_like(small, seed)
+        small = shrunk_ticket(output, network)[1]
+        return common.Plan(
+            1, (0,), {}, make=lambda: _compiled(nets.dense_like(small, seed))
+        )
     model = nets.build(network, seed)
-    prunable = {layer.name for layer in nets.kernel_layers(model)}
     if kind == "unit":
-        rates = {layer: 0.0 for layer in prunable}
+        rates = {layer.name: 0.0 for layer in nets.kernel_layers(model)}
         rates.update(dict.fromkeys(network.pruned, settings["rates"][net]))
-        kwargs = {"granularity": "unit", "layer_rates": rates}
-        return steps + 1, (0, steps), kwargs, lambda: model
-    # Unstructured: each layer to the kernel weights of the shrunk ticket.
-    small = shrunk_ticket(pathlib.Path(output), network)[0]
-    sizes = {layer.name: layer.kernel.shape for layer in nets.kernel_layers(small)}
-    rates = {}
-    for layer in nets.kernel_layers(model):
-        left = math.prod(sizes[layer.name]) / math.prod(layer.kernel.shape)
-        rates[layer.name] = min(0.99, 1 - left ** (1 / steps))
-    return steps + 1, (steps,), {"layer_rates": rates}, lambda: model
+        keep, options = (0, steps), {"granularity": "unit", "layer_rates": rates}
+    else:  # Unstructured: each layer to the kernel weights of the shrunk ticket.
+        small = shrunk_ticket(output, network)[1]
+        sizes = {k.name: k.kernel.shape for k in nets.kernel_layers(small)}
+        rates = {}
+        for layer in nets.kernel_layers(model):
+            left = math.prod(sizes[layer.name]) / math.prod(layer.kernel.shape)
+            rates[layer.name] = min(0.99, 1 - left ** (1 / steps))
+        keep, options = (steps,), {"layer_rates": rates}
+    return common.Plan(steps + 1, keep, options, make=lambda: _compiled(model))
+
+
+def _compiled(model):
+    return nets.compile_model(model, LEARNING_RATE)
 
 
 def train(name, settings, output):
     """Runs (or resumes) one training, then writes its `done.json`."""
-    import keras
-
-    import keras_lth as lth
-    from keras_lth.callbacks import checkpoint
-    from keras_lth.saving import atomic_write_text
-
-    if done(output, name):
-        return
-    folder, began = pathlib.Path(output) / "train" / name, time.perf_counter()
-    rounds, keep, kwargs, make = plan(name, settings, output)
-    network = nets.NETWORKS[name.partition("_")[2]]
-    epochs, seed = settings["epochs"], settings["seed"]
-    splits = load_splits(settings)
-    model = nets.compile_model(make(), LEARNING_RATE)
-    if name.startswith("unit"):
-        nets.keep_units_whole(model, network)
-    state = folder / "imp" / checkpoint.CHECKPOINT_NAME
-    start = checkpoint.read_state(state)[1].epochs_done if state.exists() else 0
-    options = dict(seed=seed, verbose=0, **kwargs)
-    ticket = lth.LotteryTicket(rounds, epochs, checkpoint_dir=folder / "imp", **options)
-
-    def line(row):
-        best = row["best"]
-        return (
-            f"{name}: round {row['round'] + 1}/{rounds}, "
-            f"{100 * row['weights_remaining']:.1f}% of weights left, val acc "
-            f"{100 * best['val_accuracy']:.2f}% (epoch {row['best_epoch']})"
-        )
-
-    class Recorder(keras.callbacks.Callback):
-        """Keeps every epoch of the kept rounds (it runs before the ticket
-        prunes and rewinds) and logs each round."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            r, e = divmod(epoch, epochs)
-            if r in keep:
-                path = folder / f"round_{r:02d}_epoch_{e + 1:02d}.keras"
-                lth.save_model(lth.strip_masks(self.model), path)
-
-        def on_epoch_begin(self, epoch, logs=None):
-            if ticket.results and epoch % epochs == 0 and epoch > start:
-                log("  " + line(ticket.results[-1]))
-
-    resumed = f", resumed at epoch {start}" if start else ""
-    log(f"{name}: training {rounds} round(s) x {epochs} epochs{resumed}")
-    steps = math.ceil(len(splits.train[1]) / BATCH)
-    model.fit(
-        lth.datasets.ShuffledBatches(
-            *splits.train, batch_size=BATCH, seed=seed, start_step=start * steps
-        ),
-        steps_per_epoch=steps,
-        epochs=ticket.total_epochs,
-        validation_data=splits.validation,
-        validation_batch_size=1000,
-        callbacks=[Recorder(), ticket],
-        shuffle=False,
-        verbose=0,
-    )
-    best = {r: ticket.results[r]["best_epoch"] for r in keep}
-    kept = {r: f"round_{r:02d}_epoch_{e:02d}.keras" for r, e in best.items()}
-    result = {
-        "rounds": ticket.results,
-        "kept": kept,
-        "minutes": (time.perf_counter() - began) / 60,
-    }
-    atomic_write_text(folder / "done.json", json.dumps(result, indent=1))
-    log(f"{line(ticket.results[-1])}; done")
-
-
-def run_trainings(settings, output):
-    """Runs the trainings not done yet, `workers` at a time, in order."""
-    waiting = [name for name in trainings(settings) if not done(output, name)]
-    if settings["workers"] == 1 or len(waiting) <= 1:
-        for name in waiting:
-            train(name, settings, output)
-        return
-    import concurrent.futures as cf
-    import multiprocessing
-
-    def ready(name):
-        kind, _, net = name.partition("_")
-        return kind == "unit" or done(output, f"unit_{net}")
-
-    context = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(
-        settings["workers"], mp_context=context, initializer=_one_thread
-    ) as pool:
-        running = set()
-        while waiting or running:
-            for name in [name for name in waiting if ready(name)]:
-                running.add(pool.submit(train, name, settings, str(output)))
-                waiting.remove(name)
-            finished, running = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-            for future in finished:
-                future.result()  # A failed training fails the run.
+    common.train(name, settings, output, plan)
 
 
 # -------------------------------------------------------------- measuring
@@ -329,21 +194,18 @@ def load_models(network, settings, output):
     import numpy as np
 
     net = network.name
-    small, report, cut, alone = shrunk_ticket(output, network)
-    ticket = load_kept(output, f"unit_{net}")
-    x = load_splits(settings).test[0][:256]
+    ticket, small, report = shrunk_ticket(output, network)
+    x = common.load_splits(settings).test[0][:256]
     error = np.abs(ticket.predict(x, verbose=0) - small.predict(x, verbose=0))
-    models = {"dense": load_kept(output, f"unit_{net}", 0), "unit": small}
-    models["control"] = load_kept(output, f"control_{net}")
+    models = {"dense": common.load_kept(output, f"unit_{net}", 0), "unit": small}
+    models["control"] = common.load_kept(output, f"control_{net}")
     if settings["unstructured"]:
-        models["imp"] = load_kept(output, f"imp_{net}")
+        models["imp"] = common.load_kept(output, f"imp_{net}")
     facts = {
         "units": report.units,
         "params": [report.params_before, report.params_after],
         "folded": report.folded,
         "unshrunk": report.unshrunk,
-        "zero_channels_cut": cut,
-        "shrink_alone_units": alone.units,
         "max_abs_output_change": float(error.max()),
     }
     return models, facts
@@ -351,15 +213,8 @@ def load_models(network, settings, output):
 
 def describe(row, model, network, splits):
     """Sets the row's Keras test accuracy, widths and nonzero weights."""
-    import keras
-    import numpy as np
-
-    x, y = splits.test
-    logits = model.predict(x, batch_size=500, verbose=0)
-    row.keras_accuracy = float(np.mean(logits.argmax(axis=1) == y))
-    row.shape = nets.shape_of(model, network)
-    kernels = [keras.ops.convert_to_numpy(k.kernel) for k in nets.kernel_layers(model)]
-    row.weights = int(sum(np.count_nonzero(kernel) for kernel in kernels))
+    shape, layers = nets.shape_of(model, network), nets.kernel_layers(model)
+    common.describe(row, model, splits, layers=layers, shape=shape, batch_size=500)
 
 
 def check_targets(rows, title):
@@ -396,10 +251,6 @@ def check_targets(rows, title):
 
 
 def network_lines(network, rows, facts, targets):
-    cut = sum(facts["zero_channels_cut"].values())
-    alone = ", ".join(
-        f"{k} {a} -> {b}" for k, (a, b) in facts["shrink_alone_units"].items()
-    )
     units = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in facts["units"].items())
     before, after = facts["params"]
     return [
@@ -409,10 +260,7 @@ def network_lines(network, rows, facts, targets):
         "",
         f"`shrink` on the unit ticket: {units or 'nothing'}; parameters "
         f"{before:,} -> {after:,} ({facts['folded']} constant units folded), "
-        f"largest output change {facts['max_abs_output_change']:.1e}. Before it, "
-        f"`cut_zero_channels` zeroed the kernel rows reading {cut} zero channels of "
-        f"convolutions read through zero padding; `shrink` alone removes: "
-        f"{alone or 'nothing'}.",
+        f"largest output change {facts['max_abs_output_change']:.1e}.",
         "",
         *[
             f"- {what}: {value}: **{'met' if ok else 'missed'}**"
@@ -433,10 +281,10 @@ def header_of(settings, splits, floor_us):
         for net in settings["networks"]
     }
     return (
-        f"{environment()}. Data: {(splits.note or splits.source).rstrip('.')}. "
+        f"{common.environment()}. Data: {(splits.note or splits.source).rstrip('.')}. "
         f"**Reduced budget**: the first {len(splits.train[1]):,} training images, "
         f"{settings['epochs']} epochs per round, the weights of the epoch of least "
-        f"validation loss; Adam {LEARNING_RATE:g}, batch {BATCH}, seed "
+        f"validation loss; Adam {LEARNING_RATE:g}, batch {common.BATCH}, seed "
         f"{settings['seed']}, the same for every training. Unit IMP: "
         f"{settings['steps']} steps at {settings['rates']} of the live units "
         f"(a 64-wide layer ends at {widths}), rewind to init. Test accuracy on "
@@ -470,23 +318,14 @@ def plot_all(every, output):
 
 def main(argv=None):
     settings = parse_args(argv)
-    os.environ["DEPLOY_BEGAN"] = str(time.time())
-    output = pathlib.Path(settings["output"])
-    output.mkdir(parents=True, exist_ok=True)
-    wanted = {key: settings[key] for key in TRAINING_KEYS}
-    saved = output / "settings.json"
-    if saved.exists() and json.loads(saved.read_text()) != wanted:
-        sys.exit(f"error: {output} holds a run with other settings: {saved}")
-    from keras_lth.saving import atomic_write_text
-
-    atomic_write_text(saved, json.dumps(wanted))
-    print(f"Deploy benchmark, convnets: {environment()}\n{json.dumps(settings)}")
-    run_trainings(settings, output)
+    title = "Deploy benchmark, convnets"
+    output = common.start_run(settings, TRAINING_KEYS, title)
+    common.run_trainings(settings, output, trainings(settings), train, after)
 
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")  # Retracing warnings: one trace per model.
-    splits = load_splits(settings)
+    splits = common.load_splits(settings)
     every, facts, files = [], {}, []
     for net in settings["networks"]:
         network = nets.NETWORKS[net]
@@ -495,13 +334,10 @@ def main(argv=None):
         folder.mkdir(parents=True, exist_ok=True)
         rows = rows_of(network, settings)
         log(f"{network.title}: exporting {len(rows)} LiteRT files")
-        for row in rows:
-            describe(row, models[row.model], network, splits)
-            export(row, models[row.model], splits, folder)
+        how = functools.partial(describe, network=network, splits=splits)
+        common.export_rows(rows, models, splits, folder, how)
         log(f"{network.title}: timing Keras, interleaved")
-        keras_us = keras_latency(models, splits.test[0], settings["keras_runs"])
-        for row in rows:
-            row.keras_us = keras_us[row.model]
+        common.time_keras(rows, models, splits.test[0], settings["keras_runs"])
         every.append((network, rows))
         files += rows
     log("Scoring and timing every LiteRT file, interleaved")
@@ -515,38 +351,27 @@ def main(argv=None):
         header_of(settings, splits, floor_us),
         "",
     ]
-    targets = {}
+    found = {}
     for network, rows in every:
-        targets[network.name] = check_targets(rows, network.title)
-        lines += network_lines(
-            network, rows, facts[network.name], targets[network.name]
-        )
-    report = "\n".join(lines)
-    print("\n" + report, flush=True)
-    atomic_write_text(output / "table.md", report + "\n")
+        targets = check_targets(rows, network.title)
+        lines += network_lines(network, rows, facts[network.name], targets)
+        records, checks = common.records(rows, targets)
+        found[network.name] = {
+            "rows": records,
+            "targets": checks,
+            "shrink": facts[network.name],
+        }
     plot_all(every, output)
-    results = {
-        "settings": settings,
-        "environment": environment(),
-        "networks": {
-            network.name: {
-                "rows": [
-                    {**dataclasses.asdict(r), "report": vars(r.report)} for r in rows
-                ],
-                "targets": [
-                    dict(zip(("target", "measured", "met"), t))
-                    for t in targets[network.name]
-                ],
-                "shrink": facts[network.name],
-            }
-            for network, rows in every
-        },
-        "floor_us": floor_us,
-        "trainings": {name: done(output, name) for name in trainings(settings)},
-        "wall_minutes_this_run": (time.time() - float(os.environ["DEPLOY_BEGAN"])) / 60,
-    }
-    atomic_write_text(output / "results.json", json.dumps(results, indent=1))
-    log(f"Wrote {output}/results.json, table.md and deploy_convnets.png")
+    results = {"networks": found, "floor_us": floor_us}
+    names = trainings(settings)
+    common.finish_run(
+        output,
+        lines,
+        results,
+        settings=settings,
+        names=names,
+        plots="deploy_convnets.png",
+    )
     return 0
 
 

@@ -3,15 +3,15 @@ times and writes what it promises, and a second run reuses all of it."""
 
 import json
 import math
-import pathlib
 
 import pytest
 
+from tests._deploy_helpers import MNIST
+from tests._deploy_helpers import check_rows
+from tests._deploy_helpers import import_script
+from tests._deploy_helpers import run_quick
 from tests.test_benchmarks_smoke import run_benchmark
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "deploy.py"
-MNIST = ROOT.parent / "shared" / "data" / "mnist"
 MODELS = [
     "dense", "dense", "imp", "imp", "imp_shrunk", "block4", "block16",
     "unit_64x32", "unit_64x32", "refill_64x32", "refill_64x32",
@@ -20,15 +20,12 @@ MODELS = [
 
 
 def run_script(*args):
-    return run_benchmark("deploy.py", "--quick", *args, timeout=600)
+    return run_quick("deploy.py", *args, timeout=600)
 
 
 @pytest.fixture
 def deploy(monkeypatch):
-    monkeypatch.syspath_prepend(str(SCRIPT.parent))
-    import deploy
-
-    return deploy
+    return import_script(monkeypatch, "deploy")
 
 
 @pytest.mark.parametrize("shape, steps", [((64, 32), 7), ((48, 24), 8), ((5, 3), 2)])
@@ -43,9 +40,7 @@ def test_unit_rates_reach_the_shape_with_exact_counts(deploy, shape, steps):
 
 
 def test_granularity_interpolates_in_log_weights(monkeypatch):
-    monkeypatch.syspath_prepend(str(SCRIPT.parent))
-    import granularity
-
+    granularity = import_script(monkeypatch, "granularity")
     curve = [(1.0, 90.0), (0.25, 80.0), (0.0625, 60.0)]
     assert granularity.interpolate(curve, 0.5) == pytest.approx(85.0)
     assert granularity.interpolate(curve, 0.125) == pytest.approx(70.0)
@@ -62,13 +57,7 @@ def test_quick_run_writes_its_table_json_and_plot_then_resumes(tmp_path):
     assert "| row | precision | encoding | shape |" in out
     assert "control_64x32: training 1 round(s)" in out
     results = json.loads((tmp_path / "results.json").read_text())
-    rows = results["rows"]
-    assert [row["model"] for row in rows] == MODELS
-    for row in rows:
-        assert 0 <= row["litert_accuracy"] <= 1 and 0 <= row["keras_accuracy"] <= 1
-        assert row["report"]["file_bytes"] > 0 and row["median_us"] > 0
-        assert set(row["keras_us"]) == {"1", "256"}
-    shapes = {row["model"]: row["shape"] for row in rows}
+    shapes = check_rows(results["rows"], MODELS)
     assert shapes["unit_64x32"] == shapes["control_64x32"] == "784-64-32-10"
     assert shapes["dense"] == "784-300-100-10"
     assert len(results["targets"]) == 2 * 6 + 2

@@ -158,10 +158,12 @@ def conv2(
 ) -> keras.Model:
     """Conv-2: the paper's VGG-like CIFAR-10 network (Figure 2).
 
-    Convolutions 64, 64, pool, 3x3 convolutions with `padding="same"` and ReLU, 2x2
-    max pooling after each pair, then fully connected layers of 256 and 256 units
-    (ReLU) and the logits. Layer names: `"conv1"`, `"conv2"`, `"pool1"`...,
-    `"flatten"`, `"fc1"`, `"fc2"`, `"output"`.
+    Conv-2, Conv-4 (`conv4`) and Conv-6 (`conv6`) share one design, of one,
+    two and three stages: each stage is two 3x3 convolutions with
+    `padding="same"` and ReLU, then 2x2 max pooling; then fully connected
+    layers of 256 and 256 units (ReLU) and the logits. Layer names:
+    `"conv1"`, `"conv2"`, ..., `"pool1"`, ..., `"flatten"`, `"fc1"`, `"fc2"`,
+    `"output"`. Conv-2's one stage has 64 filters: convolutions 64, 64, pool.
 
     On 32x32x3 inputs: 38,592 convolution weights (the paper's "38K") and 4,300,992
     weights in all (the paper's "4.3M").
@@ -194,21 +196,12 @@ def conv4(
 ) -> keras.Model:
     """Conv-4: the paper's VGG-like CIFAR-10 network (Figure 2).
 
-    Convolutions 64, 64, pool, 128, 128, pool, 3x3 convolutions with
-    `padding="same"` and ReLU, 2x2 max pooling after each pair, then fully connected
-    layers of 256 and 256 units (ReLU) and the logits. Layer names: `"conv1"` to
-    `"conv4"`, `"pool1"`..., `"flatten"`, `"fc1"`, `"fc2"`, `"output"`.
+    `conv2`'s design (see there for the layers, their names and the
+    arguments) with two stages: convolutions 64, 64, pool, 128, 128, pool
+    (`"conv1"` to `"conv4"`, `"pool1"`, `"pool2"`).
 
     On 32x32x3 inputs: 259,776 convolution weights (the paper's "260K") and
     2,425,024 weights in all (the paper's "2.4M").
-
-    Args:
-        input_shape: Image shape, channels last. Defaults to `(32, 32, 3)`
-            (CIFAR-10).
-        num_classes: Number of output logits. Defaults to 10.
-        masked: If `True` (the default), the convolution and dense layers
-            are `keras_lth.layers.MaskedConv2D` / `MaskedDense`, ready for
-            `LotteryTicket`; otherwise stock Keras layers.
 
     Returns:
         An uncompiled `keras.Sequential` model named `"conv4"`.
@@ -230,23 +223,14 @@ def conv6(
 ) -> keras.Model:
     """Conv-6: the paper's VGG-like CIFAR-10 network (Figure 2).
 
-    Convolutions 64, 64, pool, 128, 128, pool, 256, 256, pool, 3x3 convolutions with
-    `padding="same"` and ReLU, 2x2 max pooling after each pair, then fully connected
-    layers of 256 and 256 units (ReLU) and the logits. Layer names: `"conv1"` to
-    `"conv6"`, `"pool1"`..., `"flatten"`, `"fc1"`, `"fc2"`, `"output"`.
+    `conv2`'s design (see there for the layers, their names and the
+    arguments) with three stages: convolutions 64, 64, pool, 128, 128, pool,
+    256, 256, pool (`"conv1"` to `"conv6"`, `"pool1"` to `"pool3"`).
 
     On 32x32x3 inputs: 1,144,512 convolution weights (the paper's "1.1M") and
     2,261,184 weights in all. Figure 2 of the paper gives "1.7M" in all, which the
     architecture it describes does not add up to (4x4x256 inputs to a 256-unit layer
     alone are 1,048,576 weights); this builder follows the described architecture.
-
-    Args:
-        input_shape: Image shape, channels last. Defaults to `(32, 32, 3)`
-            (CIFAR-10).
-        num_classes: Number of output logits. Defaults to 10.
-        masked: If `True` (the default), the convolution and dense layers
-            are `keras_lth.layers.MaskedConv2D` / `MaskedDense`, ready for
-            `LotteryTicket`; otherwise stock Keras layers.
 
     Returns:
         An uncompiled `keras.Sequential` model named `"conv6"`.
