@@ -120,44 +120,61 @@ def test_which_optimizers_are_filled():
         )
 
 
-def test_lottery_ticket_fills_on_torch_only_and_trains_the_same(monkeypatch):
+class FilledSpy(keras.callbacks.Callback):
+    """Records, after every batch, whether every pruned entry was filled."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        moments = second_moments(self.model)
+        self.seen.append(all(np.all(v[m == 0] > 0) for v, m in moments.values()))
+
+
+def fit_forced(monkeypatch, make_callback, epochs):
+    """Trains twice, the fill forced on and off: (filled model, spy, plain model).
+
+    `make_callback()` returns the pruning callback; masks start all ones.
+    """
     x, y = data()
-    seen = []
-
-    class Spy(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            moments = second_moments(self.model)
-            seen.append(all(np.all(v[m == 0] > 0) for v, m in moments.values()))
-
-    def run(fill):
+    spy = FilledSpy()
+    models = []
+    for fill in (True, False):
         monkeypatch.setattr(
-            optimizer_slots, "fills_square_root_slots", lambda optimizer: fill
+            optimizer_slots, "fills_square_root_slots", lambda opt, fill=fill: fill
         )
         model = half_pruned_model(keras.optimizers.Adam(1e-2))
-        set_masks(model, {})  # All ones: the ticket prunes at round ends.
-        ticket = LotteryTicket(
-            rounds=3, epochs_per_round=2, prune_rate=0.5, seed=0, monitor="loss"
-        )
-        callbacks = [ticket, Spy()] if fill else [ticket]
+        set_masks(model, {})  # All ones: the callback prunes.
+        callbacks = [make_callback()] + ([spy] if fill else [])
         model.fit(
             x,
             y,
             batch_size=16,
-            epochs=ticket.total_epochs,
+            epochs=epochs,
             shuffle=False,
             verbose=0,
             callbacks=callbacks,
         )
-        return model
-
-    filled, plain = run(True), run(False)
-    for a, b in zip(filled.weights, plain.weights, strict=True):
+        models.append(model)
+    monkeypatch.undo()
+    for a, b in zip(models[0].weights, models[1].weights, strict=True):
         np.testing.assert_array_equal(
             ops.convert_to_numpy(a), ops.convert_to_numpy(b), err_msg=a.path
         )
+    return models[0], spy
+
+
+def test_lottery_ticket_fills_on_torch_only_and_trains_the_same(monkeypatch):
+    def ticket():
+        return LotteryTicket(
+            rounds=3, epochs_per_round=2, prune_rate=0.5, seed=0, monitor="loss"
+        )
+
+    _, spy = fit_forced(monkeypatch, ticket, epochs=6)
     # Every batch of rounds 1 and 2 (those with pruned weights) saw them filled.
-    assert seen[8:] == [True] * 16
-    monkeypatch.undo()
+    assert spy.seen[8:] == [True] * 16
+    x, y = data()
     ticket = LotteryTicket(rounds=2, epochs_per_round=1, monitor="loss")
     model = half_pruned_model(keras.optimizers.Adam(1e-2))
     model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[ticket])
@@ -168,34 +185,13 @@ def test_lottery_ticket_fills_on_torch_only_and_trains_the_same(monkeypatch):
 
 
 def test_gradual_pruning_fills_and_trains_the_same(monkeypatch):
-    x, y = data()
-    seen = []
-
-    class Spy(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            moments = second_moments(self.model)
-            seen.append(all(np.all(v[m == 0] > 0) for v, m in moments.values()))
-
-    def run(fill):
-        monkeypatch.setattr(
-            optimizer_slots, "fills_square_root_slots", lambda optimizer: fill
-        )
-        model = half_pruned_model(keras.optimizers.Adam(1e-2))
-        set_masks(model, {})  # All ones: the schedule prunes.
+    def pruner():
         schedule = PolynomialDecay(0.0, 0.8, begin_step=2, end_step=8, frequency=2)
-        callbacks = [GradualPruning(schedule)] + ([Spy()] if fill else [])
-        model.fit(
-            x, y, batch_size=16, epochs=3, shuffle=False, verbose=0, callbacks=callbacks
-        )
-        return model
+        return GradualPruning(schedule)
 
-    filled, plain = run(True), run(False)
-    for a, b in zip(filled.weights, plain.weights, strict=True):
-        np.testing.assert_array_equal(
-            ops.convert_to_numpy(a), ops.convert_to_numpy(b), err_msg=a.path
-        )
+    filled, spy = fit_forced(monkeypatch, pruner, epochs=3)
     # From the first pruning step (before batch 2) on, every batch saw the
     # pruned entries filled, also right after a step that pruned more.
-    assert seen[2:] == [True] * 10
+    assert spy.seen[2:] == [True] * 10
     for path, (value, mask) in second_moments(filled).items():
         assert np.all(value[mask == 0] == 0), path  # Zeroed when `fit` ended.
