@@ -17,10 +17,12 @@ optimizer=optimizer)` when the loop ends, to leave the slots zero.
 
 import keras
 
+from keras_lth.layer_tree import prunable_tensors
 from keras_lth.layers.base import multiply_by_mask
 
 __all__ = [
     "FILL_EVERY",
+    "FillSchedule",
     "check_optimizer",
     "fill_square_root_slots",
     "fills_square_root_slots",
@@ -131,6 +133,50 @@ def fill_square_root_slots(optimizer, model, tensors):
         if slot.path.endswith(suffixes):
             value = slot.value
             slot.assign(keras.ops.where(mask > 0, value, keras.ops.ones_like(value)))
+
+
+class FillSchedule:
+    """When a pruning callback fills (`fill_square_root_slots`) during `fit`.
+
+    `LotteryTicket` and `GradualPruning` keep one: `begin` at the start of
+    `fit` decides whether the optimizer is filled at all (`active`); then it
+    is due before the first batch of each epoch (`epoch_begin`), every
+    `FILL_EVERY` batches, and before the batch after a pruning step
+    (`pruned`: `set_masks` zeroed the slots); `end` zeroes the filled slots
+    again when `fit` ends. `due` reads no model, so a callback asks it before
+    touching `Callback.model` (on JAX, reading that syncs the training
+    state).
+    """
+
+    def __init__(self):
+        self.active = False
+        self._next = 0  # The batch from which the next fill is due.
+
+    def begin(self, optimizer):
+        self.active = fills_square_root_slots(optimizer)
+        self._next = 0
+
+    def epoch_begin(self):
+        self._next = 0  # Batches count from 0 again.
+
+    def pruned(self, batch):
+        self._next = batch
+
+    def due(self, batch):
+        return self.active and batch >= self._next
+
+    def fill(self, model, batch):
+        """Fills `model.optimizer`'s slots; the next fill is due in
+        `FILL_EVERY` batches."""
+        tensors = prunable_tensors(model)
+        fill_square_root_slots(model.optimizer, model, tensors)
+        self._next = batch + FILL_EVERY
+
+    def end(self, model):
+        """Zeroes the slots of pruned entries again, as outside `fit`."""
+        if self.active:
+            tensors = prunable_tensors(model)
+            mask_keras_slots(model.optimizer, model, tensors, strict=False)
 
 
 def _pruned_slots(optimizer, model, tensors, *, strict):

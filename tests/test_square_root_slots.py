@@ -181,7 +181,7 @@ def test_lottery_ticket_fills_on_torch_only_and_trains_the_same(monkeypatch):
     moments = second_moments(model)
     filled_now = any(np.any(v[m == 0] > 0) for v, m in moments.values())
     assert not filled_now  # Zeroed again when `fit` ends.
-    assert (ticket._fill_at is not None) is (keras.backend.backend() == "torch")
+    assert ticket._fill.active is (keras.backend.backend() == "torch")
 
 
 def test_gradual_pruning_fills_and_trains_the_same(monkeypatch):

@@ -149,7 +149,7 @@ class GradualPruning(keras.callbacks.Callback):
         self.history = []
         self._epoch_start = None  # Optimizer step when the epoch began.
         self._checked = None  # Last step the schedule was asked about.
-        self._fill_at = None  # Batch of the next `_fill`, if any.
+        self._fill = optimizer_slots.FillSchedule()
 
     def __deepcopy__(self, memo):
         # keras-tuner deep-copies callbacks for every trial. Copy everything
@@ -176,8 +176,7 @@ class GradualPruning(keras.callbacks.Callback):
         if not optimizer.built:
             optimizer.build(self.model.trainable_variables)
         self._reset()
-        if optimizer_slots.fills_square_root_slots(optimizer):
-            self._fill_at = 0
+        self._fill.begin(optimizer)
         step = self._read_step()
         self._checked = step - 1
         # Ask once now, so that a schedule of the wrong kind fails before
@@ -193,8 +192,7 @@ class GradualPruning(keras.callbacks.Callback):
             # The step went back (a rewind restored the optimizer's iteration
             # count): follow the schedule again from there.
             self._checked = self._epoch_start - 1
-        if self._fill_at is not None:  # Batches count from 0 again.
-            self._fill_at = 0
+        self._fill.epoch_begin()
 
     def on_train_batch_begin(self, batch, logs=None):
         if self._epoch_start is None:
@@ -206,21 +204,13 @@ class GradualPruning(keras.callbacks.Callback):
         self._checked = step
         if due is not None:
             self._prune(step, due)
-            if self._fill_at is not None:  # `set_masks` zeroed the slots.
-                self._fill_at = batch
-        if self._fill_at is not None and batch >= self._fill_at:
-            # PyTorch's CPU square roots of exact zeros are slow; this changes
-            # no update: see `optimizer_slots.fill_square_root_slots`.
-            model = self.model
-            tensors = require_prunable_tensors(model)
-            optimizer_slots.fill_square_root_slots(model.optimizer, model, tensors)
-            self._fill_at = batch + optimizer_slots.FILL_EVERY
+            self._fill.pruned(batch)
+        if self._fill.due(batch):  # On PyTorch: see `optimizer_slots`.
+            self._fill.fill(self.model, batch)
 
     def on_train_end(self, logs=None):
         self._epoch_start = None
-        if self._fill_at is not None:  # Zero again, as outside `fit` they are.
-            set_masks(self.model, {})
-            self._fill_at = None
+        self._fill.end(self.model)
 
     # --------------------------------------------------------------- steps
 

@@ -163,7 +163,7 @@ class LotteryTicket(keras.callbacks.Callback):
         self._summaries = None if log_dir is None else SparsitySummaries(log_dir)
         self.log_dir = None if log_dir is None else self._summaries.log_dir
         self.verbose = verbose
-        self._fill_at = None  # Set by `on_train_begin`.
+        self._fill = optimizer_slots.FillSchedule()
         self._reset()
 
     @property
@@ -255,10 +255,7 @@ class LotteryTicket(keras.callbacks.Callback):
         optimizer = self.model.optimizer
         if not optimizer.built:
             optimizer.build(self.model.trainable_variables)
-        # The batch before which `on_train_batch_begin` fills next, if at all.
-        self._fill_at = (
-            0 if optimizer_slots.fills_square_root_slots(optimizer) else None
-        )
+        self._fill.begin(optimizer)
         restored = None
         path = self._checkpoint_path()
         if self._loaded:  # By `load_state`: the model comes from the user.
@@ -289,8 +286,7 @@ class LotteryTicket(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._print_pending_line()
-        if self._fill_at is not None:  # Batches count from 0 again.
-            self._fill_at = 0
+        self._fill.epoch_begin()
         if self._summaries is not None:
             self._summaries.on_epoch_begin(epoch, logs)
         checkpoint.check_start_epoch(
@@ -301,13 +297,8 @@ class LotteryTicket(keras.callbacks.Callback):
         )
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self._fill_at is not None and batch >= self._fill_at:
-            # PyTorch's CPU square roots of exact zeros are slow; this changes
-            # no update: see `optimizer_slots.fill_square_root_slots`.
-            model = self.model
-            tensors = require_prunable_tensors(model)
-            optimizer_slots.fill_square_root_slots(model.optimizer, model, tensors)
-            self._fill_at = batch + optimizer_slots.FILL_EVERY
+        if self._fill.due(batch):  # On PyTorch: see `optimizer_slots`.
+            self._fill.fill(self.model, batch)
         # A mid-epoch rewind point (`rewind=k`) is taken before step k + 1
         # runs. The step count comes from Python (the steps of the epochs
         # done, plus `batch`), so no batch reads the device, except the one
@@ -357,8 +348,7 @@ class LotteryTicket(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._print_pending_line()
-        if self._fill_at is not None:  # Zero again, as outside `fit` they are.
-            set_masks(self.model, {})
+        self._fill.end(self.model)
         self._loaded = False
         if self._summaries is not None:
             self._summaries.close()
