@@ -26,6 +26,7 @@ _EXPORTS = {
     "branches": "keras_lth.branches",
     "SparsitySummaries": "keras_lth.callbacks",
     "controls": "keras_lth.controls",
+    "coupling": "keras_lth.coupling",
     "datasets": "keras_lth.datasets",
     "export_litert": "keras_lth.litert",
     "get_masks": "keras_lth.masking",
@@ -51,6 +52,7 @@ _EXPORTS = {
     "sparsity": "keras_lth.masking",
     "strip_masks": "keras_lth.masking",
     "structured": "keras_lth.structured",
+    "unit_holding": "keras_lth.unit_holding",
 }
 
 __all__ = sorted(_EXPORTS)

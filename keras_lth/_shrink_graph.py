@@ -325,26 +325,25 @@ class ChannelGraph:
         return True
 
     def fold_constants(self):
-        """Folds units whose making weights are all zero into next biases."""
-        constant = []
+        """Folds units whose making weights are all zero into next biases.
+
+        A channel an `Add` sums from several layers is constant only when
+        every one of them makes it with zero weights."""
+        making = {}  # root -> whether every layer making it has zero weights
         for name, out in self.producers.items():
             kernel, axis = self._kernel(name)
-            if isinstance(self.model.get_layer(name), keras.layers.Embedding):
-                continue
+            opaque = name in self.attention or isinstance(
+                self.model.get_layer(name), keras.layers.Embedding
+            )
             for channel, e in enumerate(out):
                 root = self.find(e)
-                if root in self.removed or root in self.pinned:
-                    continue
-                if name in self.attention or np.any(np.take(kernel, channel, axis)):
-                    continue
-                if (
-                    sum(
-                        self.find(x) == root for o in self.producers.values() for x in o
-                    )
-                    != 1
-                ):
-                    continue  # Summed with another layer's channel.
-                constant.append(root)
+                zero = not opaque and not np.any(np.take(kernel, channel, axis))
+                making[root] = making.get(root, True) and zero
+        constant = [
+            root
+            for root, zero in making.items()
+            if zero and root not in self.removed and root not in self.pinned
+        ]
         if not constant:
             return 0
         readers = [

@@ -23,6 +23,7 @@ import numpy as np
 from keras_lth._checks import check_count
 from keras_lth.callbacks.rewind_state import reinitialize
 from keras_lth.callbacks.ticket_options import unit_axes_of
+from keras_lth.coupling import coupled_units
 from keras_lth.masking import get_masks
 from keras_lth.masking import prunable_tensors
 from keras_lth.masking import require_prunable_tensors
@@ -31,6 +32,7 @@ from keras_lth.pruning import check_masks
 from keras_lth.structured import check_granularity
 from keras_lth.structured import count_live_units
 from keras_lth.structured import is_unit_sparse
+from keras_lth.structured import live_units
 from keras_lth.structured import prune_units
 
 __all__ = ["random_prune", "reinit"]
@@ -76,7 +78,10 @@ def random_prune(model, masks, *, seed, granularity="weight"):
     structured ticket: each tensor keeps as many whole output units as in
     `masks` (the units of `LotteryTicket(granularity="unit")`, so a
     ConvTranspose filter or an attention head), chosen uniformly among its
-    units; tensors without units keep their count of single weights.
+    units; tensors without units keep their count of single weights. Units
+    an `Add` ties (`keras_lth.coupling`) that `masks` keeps or prunes
+    together, as `LotteryTicket(granularity="unit")` does, are drawn
+    together, so that the control shrinks to the ticket's shape.
 
     Args:
         model: A built model with masked layers.
@@ -108,40 +113,68 @@ def random_prune(model, masks, *, seed, granularity="weight"):
         with warnings.catch_warnings():  # The ticket warned of them already.
             warnings.simplefilter("ignore")
             axes = unit_axes_of(prunable_tensors(model))
+    tied = _pruned_together(model, masks, axes) if granularity == "unit" else {}
     random_masks = {}
     for key, mask in masks.items():
+        if key in tied:
+            continue
         if axes[key] is None:
             kept = int(np.count_nonzero(mask))
             flat = np.zeros(mask.size, dtype=np.float32)
             flat[rng.choice(mask.size, size=kept, replace=False)] = 1.0
             random_masks[key] = flat.reshape(mask.shape)
         else:
-            random_masks[key] = _random_units(key, mask, axes[key], rng)
+            random_masks[key] = _random_units({key: mask}, axes, rng)[key]
+    if tied:
+        random_masks.update(_random_units({k: masks[k] for k in tied}, axes, rng, tied))
     set_masks(model, random_masks)
     return model
 
 
-def _random_units(key, mask, axes, rng):
-    """A mask keeping as many whole units of `key` as `mask`, at random."""
-    if not is_unit_sparse(mask, axes):
-        raise ValueError(
-            f"Expected the mask of '{key}' to keep or prune whole units (axes "
-            f"{axes}), as LotteryTicket(granularity='unit') does. Received a "
-            "mask that keeps part of a unit: use granularity='weight'."
-        )
-    units = int(np.prod([mask.shape[a] for a in axes]))
-    rate = 1.0 - count_live_units(mask, axes) / units
-    full = np.ones(mask.shape, dtype=np.float32)
+def _pruned_together(model, masks, axes):
+    """The `coupled_units` labels of the tensors whose tied units `masks`
+    keeps or prunes together, as `LotteryTicket(coupled=True)` leaves them."""
+    with warnings.catch_warnings():  # The ticket warned already.
+        warnings.simplefilter("ignore")
+        labels = coupled_units(model, axes)
+    states = {}
+    for key, values in labels.items():
+        live = live_units(masks[key], axes[key]).ravel()
+        for label, alive in zip(values, live, strict=True):
+            states.setdefault(label, set()).add(bool(alive))
+    return {
+        key: values
+        for key, values in labels.items()
+        if all(len(states[label]) == 1 for label in values)
+    }
+
+
+def _random_units(masks, axes, rng, coupled=None):
+    """Masks keeping as many whole units of each tensor as `masks`, at
+    random; units tied in `coupled` are drawn together."""
+    rates = {}
+    for key, mask in masks.items():
+        if not is_unit_sparse(mask, axes[key]):
+            raise ValueError(
+                f"Expected the mask of '{key}' to keep or prune whole units (axes "
+                f"{axes[key]}), as LotteryTicket(granularity='unit') does. "
+                "Received a mask that keeps part of a unit: use "
+                "granularity='weight'."
+            )
+        units = int(np.prod([mask.shape[a] for a in axes[key]]))
+        rates[key] = 1.0 - count_live_units(mask, axes[key]) / units
+    full = {key: np.ones(mask.shape, dtype=np.float32) for key, mask in masks.items()}
     seed = int(rng.integers(2**31))
     # `prune_units`'s "random" drops exactly round(rate * units) live units.
     return prune_units(
-        {key: full},
-        {key: full},
-        {key: rate},
+        full,
+        full,
+        rates,
         strategy="random",
-        unit_axes={key: axes},
+        unit_axes={key: axes[key] for key in masks},
+        coupled=coupled,
         seed=seed,
-    )[key]
+    )
 
 
 def _check_masks(model, masks):

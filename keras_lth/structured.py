@@ -54,12 +54,8 @@ monotone (the paper sets the whole channel to 1, the same for the
 unit-aligned masks IMP-Refill produces); (4) it applies to every tensor
 that has units, where the paper refills convolutions but the first.
 
-**Holding pruned units at 0.** Pruning a unit's weights leaves its bias,
-and the `beta` of a BatchNormalization reading it, so the unit still
-outputs a constant. `hold_pruned_units(model)`, the one function here that
-takes a model, zeroes them (and that BatchNormalization's `gamma`) and
-constrains them to stay 0 through training, so that `keras_lth.shrink`
-can remove the unit; `LotteryTicket(granularity="unit")` calls it.
+**Holding pruned units at 0**, so that `keras_lth.shrink` can remove them,
+is `keras_lth.unit_holding.hold_pruned_units`.
 
 Example:
 
@@ -72,10 +68,7 @@ array([[1., 0., 1.],
 
 import math
 
-import keras
 import numpy as np
-from keras import ops
-from keras.src.models.functional import Functional
 
 from keras_lth import pruning
 from keras_lth._blocks import check_finite
@@ -84,16 +77,14 @@ from keras_lth._checks import check_choice
 from keras_lth._checks import check_fraction
 from keras_lth._checks import check_known_keys
 from keras_lth._checks import is_int
-from keras_lth.layer_tree import prunable_tensors
-from keras_lth.masking import get_masks
 
 __all__ = [
     "GRANULARITIES",
     "check_granularity",
     "count_live_units",
     "default_unit_axes",
-    "hold_pruned_units",
     "is_unit_sparse",
+    "live_units",
     "prune_units",
     "resolve_unit_axes",
 ]
@@ -216,6 +207,18 @@ class _Units:
         return np.transpose(moved, np.argsort(self.order))
 
 
+def live_units(mask, axes):
+    """Whether each unit of `mask` keeps an entry, shaped as the unit axes.
+
+    >>> live_units(np.array([[1, 0, 0], [1, 0, 1]]), (1,))
+    array([ True, False,  True])
+    """
+    mask = np.asarray(mask)
+    axes = _normalized(axes, mask.ndim)
+    alive = _Units(mask.shape, axes).rows(mask != 0).any(axis=1)
+    return alive.reshape([mask.shape[a] for a in axes])
+
+
 def count_live_units(mask, axes):
     """The units of `mask` that keep at least one entry.
 
@@ -226,9 +229,7 @@ def count_live_units(mask, axes):
     >>> count_live_units(np.array([[1, 0, 0], [1, 0, 1]]), (1,))
     2
     """
-    mask = np.asarray(mask)
-    units = _Units(mask.shape, _normalized(axes, mask.ndim))
-    return int(np.count_nonzero(units.rows(mask != 0).any(axis=1)))
+    return int(np.count_nonzero(live_units(mask, axes)))
 
 
 def is_unit_sparse(mask, axes):
@@ -249,6 +250,7 @@ def prune_units(
     *,
     strategy="layerwise",
     unit_axes=None,
+    coupled=None,
     refill=False,
     seed=None,
     min_density=0.0,
@@ -272,11 +274,19 @@ def prune_units(
         unit_axes: Optional dict overriding `default_unit_axes`; see
             `resolve_unit_axes`. A tensor without units must get a rate of 0
             (or, with `"global"` and `"lamp"`, be left out of `masks`).
+        coupled: Optional `{key: labels}`, one hashable label per unit of
+            the tensor (in the order of `_Units`: C order over the unit
+            axes), as `keras_lth.coupling.coupled_units` finds them. Units
+            with the same label, in one tensor or several, are one unit of
+            a *group*: ranked by their joint L2 norm and pruned together.
+            A group counts and loses units as one tensor does, at the mean
+            of its tensors' rates weighted by their live units (their rate
+            when they share one).
         refill: Whether to choose the units by refilling (see the module
             docstring). `"layerwise"` only.
         seed: Seed of `numpy.random.default_rng`, for `"random"`.
         min_density: With `"global"` and `"lamp"`, the fraction of its units
-            each tensor keeps at least, in `[0, 1)`.
+            each tensor (or group) keeps at least, in `[0, 1)`.
 
     Returns:
         A dict with the new masks, float32 arrays.
@@ -284,6 +294,13 @@ def prune_units(
     Raises:
         ValueError: For a tensor without units asked to lose some, `refill`
             with another strategy than `"layerwise"`, or bad arguments.
+
+    >>> w = {"a/kernel": np.array([[3.0, 0.1]]), "b/kernel": np.array([[0.2, 0.4]])}
+    >>> m = {key: np.ones((1, 2)) for key in w}
+    >>> coupled = {"a/kernel": [0, 1], "b/kernel": [0, 1]}
+    >>> new = prune_units(w, m, 0.5, coupled=coupled)  # Joint norms 3.0, 0.4
+    >>> new["a/kernel"], new["b/kernel"]  # Unit 1 goes from both.
+    (array([[1., 0.]], dtype=float32), array([[1., 0.]], dtype=float32))
     """
     weights, masks = check_masks(weights, masks)
     pruning.check_strategy(strategy)
@@ -298,30 +315,156 @@ def prune_units(
         )
     axes = resolve_unit_axes(masks, unit_axes)
     if strategy in pruning.GLOBAL_STRATEGIES:
-        return _prune_together(weights, masks, rate, axes, strategy, min_density)
+        groups = _groups(weights, masks, axes, coupled, set(masks))
+        return _prune_together(groups, rate, strategy, min_density)
     rates = _per_tensor_rates(rate, masks)
     rng = np.random.default_rng(seed)
-    new_masks = {}
-    for key, mask in masks.items():
-        if rates[key] == 0:
-            new_masks[key] = mask.copy()
+    new_masks = {key: mask.copy() for key, mask in masks.items()}
+    pruned = {key for key, value in rates.items() if value != 0}
+    for group in _groups(weights, masks, axes, coupled, pruned):
+        alive = np.flatnonzero(group.alive)
+        count = _count(group.rate(rates), alive.size)
+        if count == 0:
             continue
-        units = _units_of(key, mask, axes)
-        rows = units.rows(mask)
-        alive = np.flatnonzero(rows.any(axis=1))
-        count = _count(rates[key], alive.size)
         if strategy == "random":
             dropped = rng.choice(alive, size=count, replace=False)
         elif refill:
-            dropped = _refill_dropped(key, weights[key], mask, units, alive, count)
+            dropped = group.refill_dropped(alive, count)
         else:
-            norms = _norms(key, units.rows(weights[key]), rows)[alive]
-            dropped = alive[np.argsort(norms, kind="stable")[:count]]
-        new_masks[key] = _drop(units, rows, dropped)
+            dropped = alive[np.argsort(group.norms[alive], kind="stable")[:count]]
+        new_masks.update(group.drop(dropped))
     return new_masks
 
 
-def _prune_together(weights, masks, rate, axes, strategy, min_density):
+class _Group:
+    """The units of one tensor, or the coupled units of several.
+
+    `labels[key]` numbers the units of member `key` with the group's units
+    (`0 .. count - 1`); a unit of the group is live while one of its
+    members' units is, and its norm is the L2 norm of all their kept
+    weights.
+    """
+
+    def __init__(self, weights, masks, axes, labels):
+        self.members = {}
+        for key, label in labels.items():
+            units = _units_of(key, masks[key], axes)
+            rows = units.rows(masks[key])
+            norms = _norms(key, units.rows(weights[key]), rows)
+            self.members[key] = (units, rows, np.asarray(label), norms)
+        self.weights, self.masks = weights, masks
+        self.count = 1 + max(int(m[2].max(initial=-1)) for m in self.members.values())
+        self.alive = self._sum(lambda units, rows: rows.any(axis=1)) > 0
+        self.size = self._sum(lambda units, rows: np.full(units.count, units.size))
+        largest = max(m[3].max(initial=0.0) for m in self.members.values())
+        scale = largest if largest > 0 else 1.0
+        squares = self._sum(lambda units, rows: 0.0, lambda m: (m[3] / scale) ** 2)
+        self.norms = scale * np.sqrt(squares)
+
+    def _sum(self, per_unit, values=None):
+        """Sums a per-unit array of each member over the group's units."""
+        total = np.zeros(self.count)
+        for member in self.members.values():
+            units, rows, label, _ = member
+            value = per_unit(units, rows) if values is None else values(member)
+            total += np.bincount(label, weights=value, minlength=self.count)
+        return total
+
+    def rate(self, rates):
+        """The members' rates, averaged with their live units as weights."""
+        live = {k: np.count_nonzero(m[1].any(axis=1)) for k, m in self.members.items()}
+        total = sum(live.values())
+        if not total:
+            return 0.0
+        return sum(rates[key] * n for key, n in live.items()) / total
+
+    def refill_dropped(self, alive, count):
+        """The live units that refilling prunes: those with the fewest
+        survivors of unstructured magnitude pruning, in each member, to the
+        weight count its kept units hold."""
+        survivors = np.zeros(self.count)
+        for key, (units, rows, label, _) in self.members.items():
+            kept = int(np.count_nonzero(rows))
+            budget = int(np.floor(kept * (alive.size - count) / alive.size + 0.5))
+            unstructured = pruning.prune_layerwise(
+                {key: self.weights[key]},
+                {key: self.masks[key]},
+                (kept - budget) / kept if kept else 0.0,
+            )[key]
+            per_unit = units.rows(unstructured).sum(axis=1)
+            survivors += np.bincount(label, weights=per_unit, minlength=self.count)
+        # Fewest survivors first; then smallest norm; then lowest unit index.
+        order = np.lexsort((alive, self.norms[alive], survivors[alive]))
+        return alive[order[:count]]
+
+    def drop(self, dropped):
+        """`{key: new mask}` of the members without the `dropped` units."""
+        new = {}
+        for key, (units, rows, label, _) in self.members.items():
+            kept = rows.copy()
+            kept[np.isin(label, dropped)] = 0.0
+            new[key] = units.unrows(kept).astype(np.float32)
+        return new
+
+
+def _groups(weights, masks, axes, coupled, pruned):
+    """The `_Group`s of the keys in `pruned` and of every coupled key: one
+    per tensor, and one per set of tensors whose units share labels in
+    `coupled`."""
+    coupled = _check_coupled(coupled, masks, axes)
+    groups = [
+        _Group(weights, masks, axes, {key: np.arange(_units_of(key, m, axes).count)})
+        for key, m in masks.items()
+        if key not in coupled and key in pruned
+    ]
+    owner = {}  # label -> index of its group in `sets`
+    sets = []
+    for key, labels in coupled.items():
+        found = sorted({owner[x] for x in labels if x in owner})
+        merged = {key}.union(*(sets[i] for i in found))
+        for i in found:
+            sets[i] = set()
+        sets.append(merged)
+        for x in labels:
+            owner[x] = len(sets) - 1
+        for other in merged:
+            for x in coupled[other]:
+                owner[x] = len(sets) - 1
+    for keys in filter(None, sets):
+        numbers = {}
+        labels = {
+            key: np.array([numbers.setdefault(x, len(numbers)) for x in coupled[key]])
+            for key in masks
+            if key in keys
+        }
+        groups.append(_Group(weights, masks, axes, labels))
+    return groups
+
+
+def _check_coupled(coupled, masks, axes):
+    """`coupled` as `{key: list of labels}`, each the length of the units."""
+    if coupled is None:
+        return {}
+    if not isinstance(coupled, dict):
+        raise TypeError(
+            "Expected `coupled` to be a dict {key: one label per unit}. "
+            f"Received: coupled={coupled!r}"
+        )
+    check_known_keys(coupled, masks, "coupled")
+    checked = {}
+    for key, labels in coupled.items():
+        count = _units_of(key, masks[key], axes).count
+        labels = list(labels)
+        if len(labels) != count:
+            raise ValueError(
+                f"Expected one label per unit of '{key}' ({count} units). "
+                f"Received {len(labels)} labels."
+            )
+        checked[key] = labels
+    return checked
+
+
+def _prune_together(groups, rate, strategy, min_density):
     """`prune_units` with `"global"` and `"lamp"`: one threshold for all."""
     if isinstance(rate, dict):
         raise TypeError(
@@ -330,42 +473,26 @@ def _prune_together(weights, masks, rate, axes, strategy, min_density):
         )
     check_fraction(rate, "rate", interval="[0, 1]")
     lamp = strategy == "lamp"
-    candidates, scores, alive_total, layout = [], [], 0, {}
-    for key, mask in masks.items():
-        units = _units_of(key, mask, axes)
-        rows = units.rows(mask)
-        alive = np.flatnonzero(rows.any(axis=1))
-        norms = _norms(key, units.rows(weights[key]), rows)[alive]
+    candidates, scores, alive_total = [], [], 0
+    for group in groups:
+        alive = np.flatnonzero(group.alive)
+        norms = group.norms[alive]
         if lamp:
             score = pruning.lamp_scores(norms)
         else:
-            score = norms / math.sqrt(max(units.size, 1))
+            score = norms / np.sqrt(np.maximum(group.size[alive], 1))
         order = np.argsort(norms, kind="stable")
-        floor = min(max(_count(min_density, units.count), int(lamp)), alive.size)
+        floor = min(max(_count(min_density, group.count), int(lamp)), alive.size)
         candidates.append(alive[order[: alive.size - floor]])
         scores.append(score[order[: alive.size - floor]])
         alive_total += alive.size
-        layout[key] = (units, rows)
-    if not masks:
+    if not groups:
         return {}
     chosen = pruning.lowest_across(candidates, scores, _count(rate, alive_total))
-    return {key: _drop(*layout[key], chosen[i]) for i, key in enumerate(masks)}
-
-
-def _refill_dropped(key, weights, mask, units, alive, count):
-    """The live units that refilling prunes: those with the fewest survivors
-    of unstructured magnitude pruning to the kept units' weight count."""
-    kept_units = alive.size - count
-    kept = int(np.count_nonzero(mask))
-    budget = int(np.floor(kept * kept_units / alive.size + 0.5)) if alive.size else 0
-    unstructured = pruning.prune_layerwise(
-        {key: weights}, {key: mask}, (kept - budget) / kept if kept else 0.0
-    )[key]
-    survivors = units.rows(unstructured).sum(axis=1)[alive]
-    norms = _norms(key, units.rows(weights), units.rows(mask))[alive]
-    # Fewest survivors first; then smallest norm; then lowest unit index.
-    order = np.lexsort((alive, norms, survivors))
-    return alive[order[:count]]
+    new_masks = {}
+    for group, dropped in zip(groups, chosen, strict=True):
+        new_masks.update(group.drop(dropped))
+    return new_masks
 
 
 def _units_of(key, mask, axes):
@@ -414,187 +541,3 @@ def _per_tensor_rates(rate, masks):
 
 def _count(rate, surviving):
     return int(np.floor(rate * surviving + 0.5))
-
-
-# ------------------------------------------------ holding pruned units at 0
-
-#: The layers whose `bias` has an entry per unit of the tensor named here.
-_BIASED = {
-    "kernel": (
-        keras.layers.Dense,
-        keras.layers.EinsumDense,
-        keras.layers.Conv1D,
-        keras.layers.Conv2D,
-        keras.layers.Conv3D,
-        keras.layers.Conv1DTranspose,
-        keras.layers.Conv2DTranspose,
-        keras.layers.Conv3DTranspose,
-        keras.layers.DepthwiseConv1D,
-        keras.layers.DepthwiseConv2D,
-    ),
-    "pointwise_kernel": (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D),
-}
-
-
-class _HoldUnits(keras.constraints.Constraint):
-    """Multiplies a variable by `live`, after the constraint it had (`inner`).
-
-    `live` is a non-trainable `keras.Variable` (1 for a live unit, 0 for a
-    pruned one, broadcast over the variable), so that a later prune changes
-    its value, not the constraint. Keras saves the constraints of a layer's
-    config, never those set on its variables, so this one is not saved.
-    """
-
-    def __init__(self, live, inner=None):
-        self.live = live
-        self.inner = inner
-
-    def __call__(self, w):
-        if self.inner is not None:
-            w = self.inner(w)
-        return w * ops.cast(self.live, w.dtype)
-
-
-def hold_pruned_units(model, unit_axes=None):
-    """Keeps the bias (and BatchNorm `beta` and `gamma`) of pruned units at 0.
-
-    A unit whose kernel weights are all pruned still outputs a constant,
-    `activation(bias)`, and a `BatchNormalization` reading it adds its
-    `beta`: `keras_lth.shrink` cannot remove such a unit where a `"same"`
-    convolution's zero padding reads it. As Torch-Pruning and Chen et al.
-    (2022) remove a channel's bias and BatchNorm parameters with it, this
-    sets to 0, for each unit of a masked layer whose mask is all zero along
-    the other axes:
-
-    * its entry of the layer's `bias` (Dense, EinsumDense, convolutions);
-    * its `beta` and `gamma` entries in each `BatchNormalization` that
-      reads the layer's output directly and normalizes over its units, in
-      a Functional or Sequential model. Keras records no graph for a
-      subclassed model: there, only biases are held.
-
-    Each of these variables gets a constraint (`variable.constraint`,
-    applied after any it had) that multiplies it by a non-trainable vector
-    of live units; Keras optimizers apply constraints after every update,
-    so the entries stay 0 through training. Call it again after a prune or
-    a rewind: it zeroes the entries again and updates the vectors.
-    `LotteryTicket(granularity="unit")` does so after every prune, rewind
-    and restore.
-
-    A compiled JAX step reads the vectors when it is traced, so on JAX a
-    call that changes them recompiles `model`'s train function (a training
-    step of your own must then be traced again); elsewhere it is recompiled
-    only when a constraint is added. The constraints are not saved with the
-    model; `keras_lth.strip_masks` (copy mode) and `keras_lth.shrink` build
-    new variables without them, and `strip_masks(model, in_place=True)`
-    leaves them on the variables it keeps.
-
-    Args:
-        model: A built model with masked layers (`keras_lth.mask_model`).
-        unit_axes: Optional `{key: axes or None}`, as for `resolve_unit_axes`
-            (keys of `keras_lth.get_masks`); keys left out get
-            `default_unit_axes`. Give ConvTranspose and DepthwiseConv
-            kernels theirs (`{key: -2}`, `{key: (-2, -1)}`).
-
-    Returns:
-        The number of pruned units whose parameters are held at 0.
-
-    Example:
-
-    ```python
-    keras_lth.set_masks(model, new_masks)
-    keras_lth.structured.hold_pruned_units(model)
-    ```
-    """
-    masks = get_masks(model)
-    axes = resolve_unit_axes(masks, unit_axes)
-    readers = _batch_norms_reading(model)
-    held, added, changed = 0, False, False
-    for key, (layer, name) in prunable_tensors(model).items():
-        if axes[key] is None or not isinstance(layer, _BIASED.get(name, ())):
-            continue
-        mask = np.asarray(masks[key])
-        live = _Units(mask.shape, axes[key]).rows(mask != 0).any(axis=1)
-        live = live.reshape([mask.shape[a] for a in axes[key]]).astype("float32")
-        targets = []
-        if getattr(layer, "bias", None) is not None:
-            factor = _onto(live, axes[key], mask.ndim, tuple(layer.bias.shape))
-            targets += [] if factor is None else [(layer.bias, factor)]
-        if not isinstance(layer, keras.layers.EinsumDense) or axes[key] == (
-            mask.ndim - 1,
-        ):
-            for norm in readers.get(id(layer), ()):
-                for variable in (norm.gamma, norm.beta):
-                    if variable is not None and variable.shape == (live.size,):
-                        targets.append((variable, live.reshape(-1)))
-        for variable, factor in targets:
-            new = not isinstance(variable.constraint, _HoldUnits)
-            added |= new
-            changed |= _hold(variable, factor, new)
-        if targets:
-            held += int(live.size - np.count_nonzero(live))
-    if added or (changed and keras.backend.backend() == "jax"):
-        if getattr(model, "train_function", None) is not None:
-            model.make_train_function(force=True)
-    return held
-
-
-def _hold(variable, factor, new):
-    """Zeroes `variable` where `factor` is 0 and constrains it to stay so.
-
-    Returns whether the vector of live units changed (or was created)."""
-    if new:
-        live = keras.Variable(factor, trainable=False, name="live_units")
-        variable.constraint = _HoldUnits(live, variable.constraint)
-        changed = True
-    else:
-        live = variable.constraint.live
-        changed = not np.array_equal(ops.convert_to_numpy(live), factor)
-        if changed:
-            live.assign(factor)
-    variable.assign(ops.convert_to_numpy(variable) * factor)
-    return changed
-
-
-def _onto(live, axes, ndim, shape):
-    """`live` (the unit axes of a kernel of rank `ndim`) broadcast onto a
-    bias of `shape`: the same units, flattened units (DepthwiseConv), or the
-    units at the same axes counted from the end (EinsumDense). None if the
-    bias has no entry per unit."""
-    if shape == live.shape:
-        return live
-    if len(shape) == 1 and shape[0] == live.size:
-        return live.reshape(-1)
-    target = [1] * len(shape)
-    for axis, size in zip(axes, live.shape, strict=True):
-        at = axis - ndim + len(shape)
-        if at < 0 or shape[at] != size:
-            return None
-        target[at] = size
-    return live.reshape(target)
-
-
-def _batch_norms_reading(model):
-    """`{id(layer): [BatchNormalization layers]}`: those that read the
-    layer's output directly, over its channel axis, in the graph of a
-    Functional or Sequential model and of such models nested in it."""
-    readers = {}
-    if not isinstance(model, (Functional, keras.Sequential)):
-        return readers
-    for layer in model.layers:
-        for key, norms in _batch_norms_reading(layer).items():
-            readers.setdefault(key, []).extend(norms)
-        if not isinstance(layer, keras.layers.BatchNormalization):
-            continue
-        producers = set()
-        for node in layer._inbound_nodes:
-            tensor = node.input_tensors[0] if node.input_tensors else None
-            history = getattr(tensor, "_keras_history", None)
-            producer = getattr(history, "operation", None)
-            rank = len(getattr(tensor, "shape", ()))
-            first = getattr(producer, "data_format", None) == "channels_first"
-            over_units = rank > 1 and layer.axis % rank == (1 if first else rank - 1)
-            producers.add(id(producer) if producer is not None and over_units else None)
-        if len(producers) == 1 and None not in producers:
-            # One layer feeds it. A BatchNorm shared by several is left alone.
-            readers.setdefault(producers.pop(), []).append(layer)
-    return readers

@@ -36,6 +36,7 @@ CORE_MODULES = (
     "test_rounds.py",
     "test_shrinking.py",
     "test_unit_biases.py",
+    "test_coupling.py",
     "test_square_root_slots.py",
     "test_saving.py",
     "models/test_architectures.py",

@@ -499,3 +499,25 @@ def test_a_shrunk_ticket_exports_to_litert(tmp_path):
     x = np.random.default_rng(0).normal(size=(4, 6)).astype("float32")
     report = keras_lth.export_litert(small, tmp_path / "small.tflite", sample_inputs=x)
     assert all(e <= t for e, t in zip(report.output_errors, report.output_tolerances))
+
+
+def test_a_summed_channel_is_a_constant_only_when_every_writer_makes_it_so():
+    # Channel 0 of the sum gets no input from "a" nor "b": a constant (their
+    # biases), folded into "out". Channel 1 still gets "b"'s input: it stays.
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((5,))
+    a = keras.layers.Dense(4, name="a", bias_initializer="random_normal")(inputs)
+    b = keras.layers.Dense(4, name="b", bias_initializer="random_normal")(inputs)
+    summed = keras.layers.Add()([a, b])
+    model = keras_lth.mask_model(
+        keras.Model(inputs, keras.layers.Dense(2, name="out")(summed))
+    )
+    masks = keras_lth.get_masks(model)
+    masks["a/kernel"][:, :2] = 0
+    masks["b/kernel"][:, 0] = 0
+    keras_lth.set_masks(model, masks)
+    small, report = shrink(model, return_report=True)
+    assert report.units == {"a": (4, 3), "b": (4, 3)}
+    assert report.folded == 1
+    x = np.random.default_rng(0).normal(size=(3, 5)).astype("float32")
+    assert_same_outputs(model, small, x)

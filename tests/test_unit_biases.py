@@ -1,4 +1,4 @@
-"""`keras_lth.structured.hold_pruned_units`: pruned units output exactly 0.
+"""`keras_lth.unit_holding.hold_pruned_units`: pruned units output exactly 0.
 
 With `LotteryTicket(granularity="unit")`, a pruned filter's bias and the
 `beta` and `gamma` of the BatchNormalization reading it are 0 and stay 0
@@ -12,7 +12,7 @@ import pytest
 
 import keras_lth as lth
 from keras_lth.structured import count_live_units
-from keras_lth.structured import hold_pruned_units
+from keras_lth.unit_holding import hold_pruned_units
 
 RATES = {"conv": 0.5, "conv_2": 0.4}
 

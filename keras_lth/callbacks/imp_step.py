@@ -126,6 +126,7 @@ def next_masks(
     block=None,
     min_density=0.0,
     units=None,
+    coupled=None,
     refill=False,
 ):
     """The masks of pruning step `step` (1-based), at exact cumulative counts.
@@ -149,6 +150,9 @@ def next_masks(
             `keras_lth.structured.prune_units` (tensors without units need a
             rate of 0). `initial_kept` must then come from `count_kept` with
             the same `units`.
+        coupled: With `units`, optional `{key: label per unit}`: units with
+            the same label are pruned together (see
+            `keras_lth.structured.prune_units`).
         refill: With `units`, choose the units by refilling (Chen et al.
             2022; see `keras_lth.structured`).
 
@@ -169,6 +173,7 @@ def next_masks(
                 rate,
                 strategy=strategy,
                 unit_axes={key: units[key] for key in included},
+                coupled={k: v for k, v in (coupled or {}).items() if k in included},
                 min_density=min_density,
             )
         return pruning.prune(
@@ -190,6 +195,7 @@ def next_masks(
             step_rates,
             strategy=strategy,
             unit_axes=units,
+            coupled=coupled,
             refill=refill,
             seed=[seed, step],
         )

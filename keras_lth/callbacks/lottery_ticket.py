@@ -36,13 +36,14 @@ from keras_lth.callbacks.round_results import round_row
 from keras_lth.callbacks.sparsity_summaries import SparsitySummaries
 from keras_lth.callbacks.test_metrics import check_test_data
 from keras_lth.callbacks.test_metrics import evaluate_test
+from keras_lth.coupling import coupled_units
 from keras_lth.masking import get_masks
 from keras_lth.masking import get_prunable_weights
 from keras_lth.masking import require_prunable_tensors
 from keras_lth.masking import set_masks
 from keras_lth.masking import sparsity
 from keras_lth.rewind import Rewind
-from keras_lth.structured import hold_pruned_units
+from keras_lth.unit_holding import hold_pruned_units
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -78,6 +79,8 @@ class LotteryTicket(keras.callbacks.Callback):
             units (Dense columns, filters, heads; `keras_lth.structured`).
             The output layer then defaults to a rate of 0.
         refill: With `"unit"`, choose units by refilling (Chen et al. 2022).
+        coupled: With `"unit"`, prune together the units an `Add` ties, such
+            as a residual stream's channels (`keras_lth.coupling`).
         rewind: `"init"`, a step `k`, `"epoch:K"`, `"reinit_each_round"`,
             `"lr"` or `"none"`; see `keras_lth.rewind`. The paper's
             random-reinit control is `keras_lth.controls.reinit`.
@@ -119,6 +122,7 @@ class LotteryTicket(keras.callbacks.Callback):
         block=None,
         granularity="weight",
         refill=False,
+        coupled=True,
         rewind="init",
         one_shot=False,
         early_bird=False,
@@ -140,8 +144,8 @@ class LotteryTicket(keras.callbacks.Callback):
         self.min_density = pruning.check_min_density(min_density, strategy)
         self.layer_rates = imp_step.check_layer_rates(layer_rates, strategy)
         self.block = imp_step.check_block_option(block)
-        self.granularity, self.refill = ticket_options.check_granularity(
-            granularity, refill, strategy=strategy, block=self.block
+        self.granularity, self.refill, self.coupled = ticket_options.check_granularity(
+            granularity, refill, coupled, strategy=strategy, block=self.block
         )
         self._rewind = Rewind.parse(rewind)
         self.rewind = self._rewind.value
@@ -236,9 +240,11 @@ class LotteryTicket(keras.callbacks.Callback):
                 f"{sorted(dense)}. See keras_lth.sparsity(model)['dense'].",
                 stacklevel=2,
             )
-        self._units = None
+        self._units = self._coupled = None
         if self.granularity == "unit":  # Warns of tensors without units.
             self._units = ticket_options.unit_axes_of(tensors)
+        if self.coupled:
+            self._coupled = coupled_units(self.model, self._units)
         self._rates = tensor_rates(
             tensors,
             prune_rate=self.prune_rate,
@@ -484,6 +490,7 @@ class LotteryTicket(keras.callbacks.Callback):
             block=self.block,
             min_density=self.min_density,
             units=self._units,
+            coupled=self._coupled,
             refill=self.refill,
         )
 

@@ -26,7 +26,12 @@ __all__ = [
 
 #: Settings newer than the run-state format, with the value a file written
 #: before them was run with.
-ADDED_SETTINGS = {"min_density": 0.0, "granularity": "weight", "refill": False}
+ADDED_SETTINGS = {
+    "min_density": 0.0,
+    "granularity": "weight",
+    "refill": False,
+    "coupled": False,
+}
 
 # Kernels stored `(..., out, in)`: their units run along axis -2.
 _TRANSPOSED = (
@@ -78,18 +83,25 @@ def check_early_bird(early_bird, strategy):
     return early_bird
 
 
-def check_granularity(granularity, refill, *, strategy, block):
-    """Returns `(granularity, refill)`, refusing combinations that clash.
+def check_granularity(granularity, refill, coupled, *, strategy, block):
+    """Returns `(granularity, refill, coupled)`, refusing clashing ones.
+
+    `coupled` comes back True only with `granularity="unit"`: it ties the
+    units of different tensors (`keras_lth.coupling`), and weights have none.
 
     Raises:
         ValueError: For an unknown granularity, `"unit"` with a `block`,
             `refill=True` without `granularity="unit"`, or with another
             strategy than `"layerwise"`.
-        TypeError: If `refill` is not a bool.
+        TypeError: If `refill` or `coupled` is not a bool.
     """
     granularity = structured.check_granularity(granularity)
     if not isinstance(refill, bool):
         raise TypeError(f"Expected `refill` to be a bool. Received: refill={refill!r}")
+    if not isinstance(coupled, bool):
+        raise TypeError(
+            f"Expected `coupled` to be a bool. Received: coupled={coupled!r}"
+        )
     if granularity == "unit" and block is not None:
         raise ValueError(
             "granularity='unit' prunes whole output units, and `block` "
@@ -107,7 +119,7 @@ def check_granularity(granularity, refill, *, strategy, block):
             "refill=True ranks each tensor's weights on its own. Expected "
             f"strategy='layerwise'. Received: strategy={strategy!r}"
         )
-    return granularity, refill
+    return granularity, refill, coupled and granularity == "unit"
 
 
 def unit_axes_of(tensors):
@@ -152,6 +164,7 @@ _SAVED = (
     "block",
     "granularity",
     "refill",
+    "coupled",
     "rewind",
     "one_shot",
     "early_bird",
