@@ -3,7 +3,7 @@
 Each `Network` names the layers that unit IMP prunes. A unit is its kernel
 column *and* its bias and BatchNorm scale and offset, as in structured
 pruning: `LotteryTicket(granularity="unit")` holds those at zero once the
-column is pruned (`keras_lth.structured.hold_pruned_units`), so a pruned
+column is pruned (`keras_lth.unit_holding.hold_pruned_units`), so a pruned
 filter outputs exactly zero and `keras_lth.shrink` removes it, even where a
 `"same"` convolution reads it through zero padding.
 """
@@ -44,12 +44,15 @@ class Network:
 
 def _resnet20():
     blocks = [f"stage{s}_block{b}_" for s in (1, 2, 3) for b in (1, 2, 3)]
+    shortcuts = [f"stage{s}_block1_shortcut_conv" for s in (2, 3)]
     return Network(
         name="resnet20",
         title="ResNet-20",
-        # The residual stream's channels are summed by every block's `Add`,
-        # so only the inner channel of each block can go: its first conv.
-        pruned=tuple(f"{b}conv1" for b in blocks),
+        # Every convolution. The stem, each block's conv2 and the shortcuts
+        # write into the residual stream, whose channels every block's `Add`
+        # ties: `LotteryTicket` prunes them together (`keras_lth.coupling`),
+        # so `shrink` narrows the stream too.
+        pruned=("conv1", *(f"{b}conv{i}" for b in blocks for i in (1, 2)), *shortcuts),
     )
 
 
@@ -107,5 +110,9 @@ def shape_of(model, network):
             for layer in kernel_layers(model)
         ]
         return "-".join(map(str, widths))
-    inner = [model.get_layer(name).filters for name in network.pruned]
-    return "inner " + "-".join(map(str, inner))
+    def widths(names):
+        return "-".join(str(model.get_layer(name).filters) for name in names)
+
+    stream = widths(["conv1", "stage2_block1_conv2", "stage3_block1_conv2"])
+    inner = widths([f"stage{s}_block1_conv1" for s in (1, 2, 3)])
+    return f"stream {stream}, inner {inner}"

@@ -14,12 +14,14 @@ thread each):
 
 * `unit_<net>`: unit IMP (`LotteryTicket(granularity="unit")`, rewind to
   init), 3 pruning steps (`--steps`) of 25% of the live units of every hidden
-  layer of Conv-4 (64 -> 27 filters, 256 -> 108 units) and 33% of the inner
-  filters of ResNet-20's blocks (16/32/64 -> 5/9/19; the residual stream,
-  which every block's `Add` sums, keeps its width). A unit is its kernel
+  layer of Conv-4 (64 -> 27 filters, 256 -> 108 units) and 33% of the
+  filters of every convolution of ResNet-20 (16/32/64 -> 5/10/19). The
+  residual stream's channels, which every block's `Add` sums, are pruned
+  together in the stem, the blocks' second convolutions and the shortcuts
+  (`keras_lth.coupling`), so the stream narrows too. A unit is its kernel
   column with its bias and BatchNorm scale and offset, which `LotteryTicket`
   holds at zero once the column is pruned
-  (`keras_lth.structured.hold_pruned_units`), so a pruned filter outputs
+  (`keras_lth.unit_holding.hold_pruned_units`), so a pruned filter outputs
   zero and `shrink` removes it. Its round 0 is the dense network.
 * `control_<net>`: a dense network of the shrunk ticket's exact shape,
   trained from scratch for one round (Liu et al. 2019).
