@@ -27,6 +27,11 @@ thread each):
   trained from scratch for one round (Liu et al. 2019).
 * `imp_<net>` (`--unstructured`, off by default): unstructured IMP, the same
   steps, each layer pruned to the weights it keeps in the shrunk ticket.
+* `block4_<net>`, `block16_<net>` (`--blocks`, off by default): the same
+  with `block=(1, 4)` (exported in float32) and `block=(1, 16)` (int8), the
+  blocks of LiteRT's sparse FULLY_CONNECTED kernels. LiteRT has no sparse
+  convolution kernel on x86 (XNNPACK's is off with AVX), so only the
+  Dense layers can run sparse.
 
 Rows per network: one LiteRT file each, written by `keras_lth.export_litert`
 (checked against its Keras model on 32 test images): dense, the unit ticket
@@ -76,13 +81,13 @@ MODES = {
     "full": dict(
         data=str(DATA / "mnist-full"), train=8000, epochs=3, steps=3,
         rates={"conv4": 0.25, "resnet20": 0.33}, networks=["conv4", "resnet20"],
-        unstructured=False, runs=500, keras_runs=90, workers=2,
+        unstructured=False, blocks=False, runs=500, keras_runs=90, workers=2,
         output="runs/deploy_convnets",
     ),
     "quick": dict(
         data=str(DATA / "mnist"), train=300, epochs=1, steps=1,
         rates={"conv4": 0.5, "resnet20": 0.5}, networks=["conv4", "resnet20"],
-        unstructured=False, runs=20, keras_runs=6, workers=1,
+        unstructured=False, blocks=False, runs=20, keras_runs=6, workers=1,
         output="runs/deploy_convnets_quick",
     ),
 }  # fmt: skip
@@ -93,16 +98,23 @@ LABELS = {
     "unit": "unit IMP, shrunk",
     "control": "dense from scratch (control)",
     "imp": "IMP unstructured",
+    "block4": "block-IMP 1x4",
+    "block16": "block-IMP 1x16",
 }
+#: The block of each block kind, and the precision its file is exported in.
+BLOCKS = {"block4": ((1, 4), None), "block16": ((1, 16), "int8")}
 
 
 def rows_of(network, settings):
     kinds = ["dense", "unit", "control"] + ["imp"] * settings["unstructured"]
-    return [
+    rows = [
         Row(f"{network.title} {LABELS[kind]}", kind, q, kind == "imp")
         for kind in kinds
         for q in (None, "int8")
     ]
+    for kind in BLOCKS if settings["blocks"] else ():
+        rows.append(Row(f"{network.title} {LABELS[kind]}", kind, BLOCKS[kind][1], True))
+    return rows
 
 
 # ------------------------------------------------------------- settings
@@ -116,6 +128,7 @@ def parse_args(argv=None):
     add("--steps", type=count(1), help="unit IMP pruning steps (default 3)")
     add("--networks", nargs="+", choices=list(nets.NETWORKS), help="default both")
     add("--unstructured", action="store_true", default=None, help="add IMP rows")
+    add("--blocks", action="store_true", default=None, help="add block-IMP rows")
     return common.settings_of(parser, MODES, argv)
 
 
@@ -136,6 +149,7 @@ def unit_widths(width, rate, steps):
 def trainings(settings):
     """The training names, unit runs first; each control after its unit run."""
     kinds = ["unit", "control"] + ["imp"] * settings["unstructured"]
+    kinds += list(BLOCKS) * bool(settings["blocks"])
     return [f"{kind}_{net}" for kind in kinds for net in settings["networks"]]
 
 
@@ -176,6 +190,7 @@ def plan(name, settings, output):
             left = math.prod(sizes[layer.name]) / math.prod(layer.kernel.shape)
             rates[layer.name] = min(0.99, 1 - left ** (1 / steps))
         keep, options = (steps,), {"layer_rates": rates}
+        options["block"] = BLOCKS[kind][0] if kind in BLOCKS else None
     return common.Plan(steps + 1, keep, options, make=lambda: _compiled(model))
 
 
@@ -203,6 +218,8 @@ def load_models(network, settings, output):
     models["control"] = common.load_kept(output, f"control_{net}")
     if settings["unstructured"]:
         models["imp"] = common.load_kept(output, f"imp_{net}")
+    for kind in BLOCKS if settings["blocks"] else ():
+        models[kind] = common.load_kept(output, f"{kind}_{net}")
     facts = {
         "units": report.units,
         "params": [report.params_before, report.params_after],
@@ -249,6 +266,16 @@ def check_targets(rows, title):
     short = "" if speed >= 2 else f" (misses by {2 - speed:.2f}x)"
     what = f"{title} shrunk ticket >= 2x faster in Keras, batch 256"
     targets.append((what, f"{speed:.2f}x{short}", speed >= 2))
+    for kind, (block, q) in BLOCKS.items():
+        if (kind, q) not in by or ("imp", q) not in by:
+            continue
+        points = 100 * (by[kind, q].litert_accuracy - by["imp", q].litert_accuracy)
+        short = "" if points >= -0.5 else f" (misses by {-0.5 - points:.2f} points)"
+        what = (
+            f"{title} block-IMP {block[0]}x{block[1]} within 0.5 points of "
+            f"unstructured IMP ({q or 'float32'})"
+        )
+        targets.append((what, f"{points:+.2f} points{short}", points >= -0.5))
     return targets
 
 

@@ -1,13 +1,15 @@
 """Why a shrunk ResNet-20 runs no faster in int8: one residual block, by width.
 
-`benchmarks/deploy_convnets.py` found the ResNet-20 unit ticket, whose inner
-convolutions were shrunk from 16/32/64 to 5/10/19 channels, 1.74x faster than
-the dense network in LiteRT float32 but 1.01x in int8. This times the
-smallest piece that shows it: one stage-1 residual block (28x28x16 input,
-3x3 "same" convolution 16 -> `inner` with ReLU, 3x3 convolution back to 16,
-residual `Add`), converted to LiteRT float32 and full-integer int8, for each
-inner width of `--widths`, every file timed interleaved (batch 1, 1 thread,
-XNNPACK, median of `--runs` invokes).
+`benchmarks/deploy_convnets.py` finds the ResNet-20 unit ticket, shrunk from
+16/32/64 to 5/10/19 channels (residual stream and inner convolutions), 3.6x
+faster than the dense network in LiteRT float32 but 1.05x in int8. This
+times the smallest piece that shows it: one stage-1 residual block (3x3
+"same" convolution `stream` -> `inner` with ReLU, 3x3 convolution back to
+`stream`, residual `Add`, on 28x28 images), converted to LiteRT float32 and
+full-integer int8, for each width of `--widths`: first with only the inner
+convolution narrowed (stream 16), then with the stream narrowed too. Every
+file is timed interleaved (batch 1, 1 thread, XNNPACK, median of `--runs`
+invokes).
 
     python benchmarks/int8_narrow_conv.py                 # widths 16 8 5 4
     python benchmarks/int8_narrow_conv.py --runs 20       # a quick look
@@ -21,13 +23,13 @@ import statistics
 import sys
 import time
 
-SHAPE = (28, 28, 16)
+SIDE, STREAM = 28, 16
 
 
-def block(keras, inner):
-    x = keras.Input(SHAPE)
+def block(keras, stream, inner):
+    x = keras.Input((SIDE, SIDE, stream))
     h = keras.layers.Conv2D(inner, 3, padding="same", activation="relu")(x)
-    y = keras.layers.Conv2D(SHAPE[-1], 3, padding="same")(h)
+    y = keras.layers.Conv2D(stream, 3, padding="same")(h)
     return keras.Model(x, keras.layers.Add()([x, y]))
 
 
@@ -39,7 +41,7 @@ def convert(tf, np, model, int8):
 
         def representative():
             for _ in range(50):
-                yield [rng.random((1, *SHAPE), dtype="float32")]
+                yield [rng.random((1, *model.input_shape[1:]), dtype="float32")]
 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
@@ -60,10 +62,12 @@ def main(argv=None):
     from ai_edge_litert.interpreter import Interpreter
 
     keras.utils.set_random_seed(0)
-    x = np.random.default_rng(1).random((1, *SHAPE), dtype="float32")
     runners = {}
-    for inner in args.widths:
-        model = block(keras, inner)
+    narrowed = [(STREAM, w) for w in args.widths] + [(w, w) for w in args.widths]
+    shapes = list(dict.fromkeys([(STREAM, STREAM), *narrowed]))
+    for stream, inner in shapes:
+        model = block(keras, stream, inner)
+        x = np.random.default_rng(1).random((1, SIDE, SIDE, stream), dtype="float32")
         for precision in ("float32", "int8"):
             runner = Interpreter(
                 model_content=convert(tf, np, model, precision == "int8"),
@@ -73,7 +77,7 @@ def main(argv=None):
             runner.set_tensor(runner.get_input_details()[0]["index"], x)
             for _ in range(20):  # Warm up.
                 runner.invoke()
-            runners[inner, precision] = runner
+            runners[stream, inner, precision] = runner
     times = {key: [] for key in runners}
     for _ in range(args.runs):  # Interleaved: every file once per pass.
         for key, runner in runners.items():
@@ -81,14 +85,15 @@ def main(argv=None):
             runner.invoke()
             times[key].append(time.perf_counter() - start)
     median = {key: 1e6 * statistics.median(t) for key, t in times.items()}
-    first = args.widths[0]
-    print(f"One residual block, 28x28x16, inner width {first} -> each; us per invoke")
-    print("inner  float32 us  vs first  int8 us  vs first")
-    for inner in args.widths:
-        f, q = median[inner, "float32"], median[inner, "int8"]
+    base_f, base_q = median[STREAM, STREAM, "float32"], median[STREAM, STREAM, "int8"]
+    print(f"One residual block on {SIDE}x{SIDE} images; us per invoke, and speedup")
+    print(f"over stream {STREAM}, inner {STREAM}")
+    print("stream  inner  float32 us  speedup  int8 us  speedup")
+    for stream, inner in shapes:
+        f, q = median[stream, inner, "float32"], median[stream, inner, "int8"]
         print(
-            f"{inner:5d}  {f:10.1f}  {median[first, 'float32'] / f:7.2f}x"
-            f"  {q:7.1f}  {median[first, 'int8'] / q:7.2f}x"
+            f"{stream:6d}  {inner:5d}  {f:10.1f}  {base_f / f:6.2f}x"
+            f"  {q:7.1f}  {base_q / q:6.2f}x"
         )
     return 0
 

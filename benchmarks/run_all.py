@@ -157,7 +157,7 @@ BENCHMARKS = (
         "Deploying Conv-4 and ResNet-20 tickets to LiteRT, with test accuracy in "
         "every row (reduced budget)",
         "deploy_convnets.py",
-        full=("--unstructured",),
+        full=("--unstructured", "--blocks"),
         # Its --quick mode takes minutes (tests/test_deploy_convnets_smoke.py).
         dry_run=("--help",),
         saved=("runs/deploy_convnets/table.md", "runs/deploy_convnets/results.json"),

@@ -90,3 +90,25 @@ def test_quick_run_writes_its_tables_json_and_plot_then_resumes(tmp_path):
     other = run_script("--output", str(tmp_path), "--epochs-per-round", "2")
     assert other.returncode != 0
     assert "other settings" in other.stderr
+
+
+def test_block_rows_train_after_the_unit_ticket_and_export_sparse(deploy_convnets):
+    settings = deploy_convnets.parse_args(["--quick", "--unstructured", "--blocks"])
+    names = deploy_convnets.trainings(settings)
+    assert names[-4:] == [
+        "block4_conv4",
+        "block4_resnet20",
+        "block16_conv4",
+        "block16_resnet20",
+    ]
+    assert deploy_convnets.after("block16_conv4") == "unit_conv4"
+    network = deploy_convnets.nets.NETWORKS["conv4"]
+    blocks = [
+        r for r in deploy_convnets.rows_of(network, settings) if "block" in r.model
+    ]
+    assert [(r.model, r.quantize, r.sparse) for r in blocks] == [
+        ("block4", None, True),
+        ("block16", "int8", True),
+    ]
+    plain = deploy_convnets.parse_args(["--quick"])
+    assert not any("block" in name for name in deploy_convnets.trainings(plain))
