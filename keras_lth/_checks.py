@@ -9,6 +9,7 @@ import numbers
 __all__ = [
     "check_choice",
     "check_known_keys",
+    "check_tensor_dict",
     "check_count",
     "check_fraction",
     "is_int",
@@ -107,3 +108,27 @@ def check_known_keys(given, masks, name):
             f"`{name}` names tensors that have no mask: {unknown}. "
             f"Known tensors: {list(masks)}"
         )
+
+
+def check_tensor_dict(given, masks, name, values):
+    """`given` as a per-tensor dict (`{}` for None), naming only `masks`'s keys.
+
+    Args:
+        given: The option, None or a dict keyed by tensor.
+        masks: The known tensors' masks (only the keys are read).
+        name: The option's name, for the messages.
+        values: What each value is, as the message says it.
+
+    Raises:
+        TypeError: If `given` is neither None nor a dict.
+        ValueError: Naming the unknown keys and the known ones.
+    """
+    if given is None:
+        return {}
+    if not isinstance(given, dict):
+        raise TypeError(
+            f"Expected `{name}` to be a dict {{key: {values}}}. "
+            f"Received: {name}={given!r}"
+        )
+    check_known_keys(given, masks, name)
+    return given

@@ -76,6 +76,7 @@ from keras_lth._blocks import check_masks
 from keras_lth._checks import check_choice
 from keras_lth._checks import check_fraction
 from keras_lth._checks import check_known_keys
+from keras_lth._checks import check_tensor_dict
 from keras_lth._checks import is_int
 
 __all__ = [
@@ -150,13 +151,9 @@ def resolve_unit_axes(masks, unit_axes=None):
     Raises:
         ValueError: For unknown keys, or axes out of range or repeated.
     """
-    unit_axes = {} if unit_axes is None else unit_axes
-    if not isinstance(unit_axes, dict):
-        raise TypeError(
-            "Expected `unit_axes` to be a dict {key: axis or tuple of axes}. "
-            f"Received: unit_axes={unit_axes!r}"
-        )
-    check_known_keys(unit_axes, masks, "unit_axes")
+    unit_axes = check_tensor_dict(
+        unit_axes, masks, "unit_axes", "axis or tuple of axes"
+    )
     resolved = {}
     for key, mask in masks.items():
         shape = np.shape(mask)
@@ -443,14 +440,7 @@ def _groups(weights, masks, axes, coupled, pruned):
 
 def _check_coupled(coupled, masks, axes):
     """`coupled` as `{key: list of labels}`, each the length of the units."""
-    if coupled is None:
-        return {}
-    if not isinstance(coupled, dict):
-        raise TypeError(
-            "Expected `coupled` to be a dict {key: one label per unit}. "
-            f"Received: coupled={coupled!r}"
-        )
-    check_known_keys(coupled, masks, "coupled")
+    coupled = check_tensor_dict(coupled, masks, "coupled", "one label per unit")
     checked = {}
     for key, labels in coupled.items():
         count = _units_of(key, masks[key], axes).count
