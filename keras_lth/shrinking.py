@@ -64,9 +64,10 @@ class ShrinkReport:
     unshrunk: dict
 
     def __str__(self):
-        lines = [f"{'layer':<24} {'units':>14}"]
+        width = max([24, *(len(name) for name in self.units)])
+        lines = [f"{'layer':<{width}} {'units':>14}"]
         for name, (before, after) in self.units.items():
-            lines.append(f"{name:<24} {before:>6} -> {after:<6}")
+            lines.append(f"{name:<{width}} {before:>6} -> {after:<6}")
         ratio = self.params_after / self.params_before if self.params_before else 1.0
         lines.append(
             f"parameters: {self.params_before:,} -> {self.params_after:,} "

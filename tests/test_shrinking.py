@@ -521,3 +521,15 @@ def test_a_summed_channel_is_a_constant_only_when_every_writer_makes_it_so():
     assert report.folded == 1
     x = np.random.default_rng(0).normal(size=(3, 5)).astype("float32")
     assert_same_outputs(model, small, x)
+
+
+def test_the_report_lines_up_long_layer_names():
+    report = keras_lth.shrinking.ShrinkReport(
+        units={"a": (8, 4), "stage2_block1_shortcut_conv": (32, 10)},
+        params_before=100,
+        params_after=40,
+        folded=0,
+        unshrunk={},
+    )
+    lines = str(report).splitlines()
+    assert lines[1].index("->") == lines[2].index("->")
