@@ -351,19 +351,21 @@ class _Group:
             self.members[key] = (units, rows, np.asarray(label), norms)
         self.weights, self.masks = weights, masks
         self.count = 1 + max(int(m[2].max(initial=-1)) for m in self.members.values())
-        self.alive = self._sum(lambda units, rows: rows.any(axis=1)) > 0
-        self.size = self._sum(lambda units, rows: np.full(units.count, units.size))
+        self.alive = self._sum(lambda units, rows, norms: rows.any(axis=1)) > 0
+        self.size = self._sum(
+            lambda units, rows, norms: np.full(units.count, units.size)
+        )
         largest = max(m[3].max(initial=0.0) for m in self.members.values())
         scale = largest if largest > 0 else 1.0
-        squares = self._sum(lambda units, rows: 0.0, lambda m: (m[3] / scale) ** 2)
+        squares = self._sum(lambda units, rows, norms: (norms / scale) ** 2)
         self.norms = scale * np.sqrt(squares)
 
-    def _sum(self, per_unit, values=None):
-        """Sums a per-unit array of each member over the group's units."""
+    def _sum(self, per_unit):
+        """Sums `per_unit(units, rows, norms)` of each member over the
+        group's units."""
         total = np.zeros(self.count)
-        for member in self.members.values():
-            units, rows, label, _ = member
-            value = per_unit(units, rows) if values is None else values(member)
+        for units, rows, label, norms in self.members.values():
+            value = per_unit(units, rows, norms)
             total += np.bincount(label, weights=value, minlength=self.count)
         return total
 
@@ -505,12 +507,6 @@ def _norms(key, weight_rows, mask_rows):
     largest = magnitudes.max(axis=1)
     scale = np.where(largest > 0, largest, 1.0)[:, None]
     return largest * np.sqrt(np.sum((magnitudes / scale) ** 2, axis=1))
-
-
-def _drop(units, rows, unit_indices):
-    new = rows.copy()
-    new[unit_indices] = 0.0
-    return units.unrows(new).astype(np.float32)
 
 
 def _normalized(axes, ndim):
